@@ -1,0 +1,198 @@
+/*
+ * The few Linux system calls Node.js does not expose and Berth's core needs:
+ * mknod (whiteouts, fifos), extended attributes (overlay opaque dirs, layer xattrs),
+ * mount/umount2 (overlay snapshots). Each throws an Error with .code = errno name.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <node_api.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+
+#define MAX_STR 65536
+
+static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s: %s '%s'", syscall, strerror(err), path ? path : "");
+  napi_value error, code_v, msg_v, errno_v;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &msg_v);
+  napi_create_error(env, NULL, msg_v, &error);
+  const char *name = strerrorname_np(err);
+  napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code_v);
+  napi_set_named_property(env, error, "code", code_v);
+  napi_create_int32(env, -err, &errno_v);
+  napi_set_named_property(env, error, "errno", errno_v);
+  napi_throw(env, error);
+  return NULL;
+}
+
+/* Copies a JS string argument into a malloc'd buffer; NULL (and a thrown error) on failure. */
+static char *get_string(napi_env env, napi_value v) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok || len > MAX_STR) {
+    napi_throw_type_error(env, NULL, "expected a string argument");
+    return NULL;
+  }
+  char *buf = malloc(len + 1);
+  if (!buf) return NULL;
+  napi_get_value_string_utf8(env, v, buf, len + 1, &len);
+  return buf;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < want) {
+    napi_throw_type_error(env, NULL, "not enough arguments");
+    return 0;
+  }
+  return 1;
+}
+
+/* mknod(path, mode, major, minor) */
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv)) return NULL;
+  uint32_t mode, major, minor;
+  napi_get_value_uint32(env, argv[1], &mode);
+  napi_get_value_uint32(env, argv[2], &major);
+  napi_get_value_uint32(env, argv[3], &minor);
+  char *path = get_string(env, argv[0]);
+  if (!path) return NULL;
+  int rc = mknod(path, (mode_t)mode, makedev(major, minor));
+  int err = errno;
+  napi_value result = rc == 0 ? NULL : throw_errno(env, err, "mknod", path);
+  free(path);
+  return result;
+}
+
+/* lsetxattr(path, name, value: Buffer) */
+static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  void *data = NULL;
+  size_t len = 0;
+  if (napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "value must be a Buffer");
+    return NULL;
+  }
+  char *path = get_string(env, argv[0]);
+  if (!path) return NULL;
+  char *name = get_string(env, argv[1]);
+  if (!name) { free(path); return NULL; }
+  int rc = lsetxattr(path, name, data, len, 0);
+  int err = errno;
+  napi_value result = rc == 0 ? NULL : throw_errno(env, err, "lsetxattr", path);
+  free(path);
+  free(name);
+  return result;
+}
+
+/* lgetxattr(path, name) -> Buffer | null when the attribute is absent */
+static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  char *path = get_string(env, argv[0]);
+  if (!path) return NULL;
+  char *name = get_string(env, argv[1]);
+  if (!name) { free(path); return NULL; }
+  napi_value result = NULL;
+  ssize_t n = lgetxattr(path, name, NULL, 0);
+  if (n < 0) {
+    int err = errno;
+    if (err == ENODATA) napi_get_null(env, &result);
+    else throw_errno(env, err, "lgetxattr", path);
+  } else {
+    void *out;
+    napi_create_buffer(env, (size_t)n, &out, &result);
+    ssize_t m = n > 0 ? lgetxattr(path, name, out, (size_t)n) : 0;
+    if (m < 0) { int err = errno; result = NULL; throw_errno(env, err, "lgetxattr", path); }
+  }
+  free(path);
+  free(name);
+  return result;
+}
+
+/* llistxattr(path) -> string[] */
+static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  char *path = get_string(env, argv[0]);
+  if (!path) return NULL;
+  napi_value arr;
+  napi_create_array(env, &arr);
+  ssize_t n = llistxattr(path, NULL, 0);
+  if (n < 0) { int err = errno; throw_errno(env, err, "llistxattr", path); free(path); return NULL; }
+  char *buf = malloc((size_t)n + 1);
+  n = n > 0 ? llistxattr(path, buf, (size_t)n) : 0;
+  if (n < 0) { int err = errno; throw_errno(env, err, "llistxattr", path); free(buf); free(path); return NULL; }
+  uint32_t i = 0;
+  for (ssize_t off = 0; off < n;) {
+    size_t l = strlen(buf + off);
+    napi_value s;
+    napi_create_string_utf8(env, buf + off, l, &s);
+    napi_set_element(env, arr, i++, s);
+    off += (ssize_t)l + 1;
+  }
+  free(buf);
+  free(path);
+  return arr;
+}
+
+/* mount(source, target, fstype, flags, data) */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!get_args(env, info, 5, argv)) return NULL;
+  double flags_d;
+  napi_get_value_double(env, argv[3], &flags_d);
+  char *source = get_string(env, argv[0]);
+  char *target = source ? get_string(env, argv[1]) : NULL;
+  char *fstype = target ? get_string(env, argv[2]) : NULL;
+  char *data = fstype ? get_string(env, argv[4]) : NULL;
+  napi_value result = NULL;
+  if (data) {
+    int rc = mount(source, target, fstype[0] ? fstype : NULL, (unsigned long)flags_d, data[0] ? data : NULL);
+    if (rc != 0) throw_errno(env, errno, "mount", target);
+  }
+  free(source);
+  free(target);
+  free(fstype);
+  free(data);
+  return result;
+}
+
+/* umount2(target, flags) */
+static napi_value js_umount2(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  int32_t flags;
+  napi_get_value_int32(env, argv[1], &flags);
+  char *target = get_string(env, argv[0]);
+  if (!target) return NULL;
+  int rc = umount2(target, flags);
+  int err = errno;
+  napi_value result = rc == 0 ? NULL : throw_errno(env, err, "umount2", target);
+  free(target);
+  return result;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_default, NULL},
+      {"lsetxattr", NULL, js_lsetxattr, NULL, NULL, NULL, napi_default, NULL},
+      {"lgetxattr", NULL, js_lgetxattr, NULL, NULL, NULL, napi_default, NULL},
+      {"llistxattr", NULL, js_llistxattr, NULL, NULL, NULL, napi_default, NULL},
+      {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
+      {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

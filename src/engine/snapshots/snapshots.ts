@@ -1,0 +1,66 @@
+/**
+ * Snapshots: the overlayfs layer store.
+ *
+ * Lifecycle of a layer: apply (a layer tar, plain/gzip/zstd, unpacked into its own directory, keyed by
+ * chain id) -> stack (lower dirs of an image, top first) -> mount (read-only lowers + writable upper)
+ * -> unmount -> remove (when no image references the chain any more).
+ *
+ * A chain id names a layer together with everything below it, as in the OCI image spec:
+ *   chainId(L0) = diffId(L0); chainId(Ln) = sha256(chainId(Ln-1) + " " + diffId(Ln)).
+ * Layers are shared by chain id and never unpacked twice.
+ */
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { Digest } from '../../common/digest.js';
+
+export interface LayerInfo {
+  chainId: Digest;
+  parent: Digest | null;
+  diffId: Digest;
+  /** Bytes of the unpacked files of this layer alone. */
+  size: number;
+}
+
+export interface ApplyOptions {
+  /** When known (from an image config), the uncompressed stream must hash to it. */
+  expectedDiffId?: Digest;
+  /** Called with bytes of (compressed) input consumed, for progress. */
+  onProgress?: (bytes: number) => void;
+}
+
+export interface MountSpec {
+  /** Lower directories, top-most first, as overlayfs wants them. */
+  lowerDirs: string[];
+  upperDir: string;
+  workDir: string;
+}
+
+export interface Snapshotter {
+  /** Prepares directories and removes what a crash left half-made. */
+  init(): Promise<void>;
+  has(chainId: Digest): boolean;
+  get(chainId: Digest): LayerInfo | undefined;
+  /**
+   * Unpacks a layer tar (compression detected from magic bytes) on top of `parent`.
+   * Throws InvalidArgument for malformed archives or unsafe entries; nothing is left behind on error.
+   * If the resulting chain already exists, the input is still verified but not unpacked again.
+   */
+  apply(parent: Digest | null, layer: Readable, opts?: ApplyOptions): Promise<LayerInfo>;
+  /** The chain's layer directories, top-most first. */
+  lowerDirs(chainId: Digest): string[];
+  /** Creates an empty writable layer for `key` (a container id) over `parent` and returns its overlay spec. */
+  prepare(key: string, parent: Digest | null): Promise<MountSpec>;
+  /** Mounts an overlay for a prepared key at `target`. */
+  mount(key: string, target: string): Promise<void>;
+  unmount(target: string): Promise<void>;
+  /** Removes a prepared (writable) snapshot. */
+  removeActive(key: string): Promise<void>;
+  /** Removes a committed layer; Conflict if another layer is stacked on it. */
+  remove(chainId: Digest): Promise<void>;
+  list(): LayerInfo[];
+}
+
+export function chainIdOf(parent: Digest | null, diffId: Digest): Digest {
+  if (parent === null) return diffId;
+  return `sha256:${createHash('sha256').update(`${parent} ${diffId}`).digest('hex')}`;
+}
