@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+import { runDaemon } from '../dist/src/daemon/main.js';
+runDaemon();

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine for Berth: system packages, npm dependencies, the build,
+# and `berth`/`berthd` on PATH. Idempotent: a second run only rebuilds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(runc conmon iptables iproute2 skopeo zstd busybox-static tmux)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run build --silent
+
+if [ "$(id -u)" -eq 0 ]; then
+  ln -sf "$PWD/bin/berth.js" /usr/local/bin/berth
+  ln -sf "$PWD/bin/berthd.js" /usr/local/bin/berthd
+fi
+echo "setup: done ($(node bin/berth.js --version))"

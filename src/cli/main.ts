@@ -1,0 +1,97 @@
+/**
+ * berth: the command-line client. Docker's command names, flags, output and exit codes.
+ */
+import { Command, CommanderError } from 'commander';
+import { ApiError } from '../client/client.js';
+import { daemonCommands } from './commands/daemon.js';
+import { imageCommands } from './commands/images.js';
+import { systemCommands } from './commands/system.js';
+import { type CliContext, closeClient, connect } from './context.js';
+import { describeError, ExitError } from './errors.js';
+import { printInspect } from './output.js';
+
+export function buildProgram(ctx: CliContext): Command {
+  const program = new Command('berth')
+    .description('A container platform that speaks Docker')
+    .option('-H, --host <host>', 'daemon socket to connect to')
+    .option('-D, --debug', 'enable debug mode')
+    .version('Berth version 0.1.0', '-v, --version', 'print version information and quit')
+    .showSuggestionAfterError(true)
+    .enablePositionalOptions();
+  program.hook('preAction', (cmd) => {
+    ctx.hostFlag = (cmd.opts() as { host?: string }).host;
+  });
+  systemCommands(program, ctx);
+  imageCommands(program, ctx);
+  daemonCommands(program);
+  program
+    .command('inspect')
+    .description('Return low-level information on Berth objects')
+    .argument('<name...>')
+    .option('-f, --format <format>', 'format output using a Go template')
+    .option('--type <type>', 'only inspect objects of the given type (image)')
+    .action(async (names: string[], o: { format?: string; type?: string }) => {
+      const client = await connect(ctx);
+      const found: unknown[] = [];
+      let failed = false;
+      for (const n of names) {
+        try {
+          found.push(await client.inspectImage(n));
+        } catch (err) {
+          if (!(err instanceof ApiError) || err.status !== 404) throw err;
+          failed = true;
+          process.stderr.write(`Error: No such object: ${n}\n`);
+        }
+      }
+      printInspect(found, o.format);
+      if (failed) throw new ExitError(1);
+    });
+  configureErrors(program);
+  return program;
+}
+
+/** Flag errors exit 125 with Docker's hint, like the docker CLI. */
+function configureErrors(cmd: Command): void {
+  cmd.exitOverride();
+  cmd.configureOutput({
+    writeErr: (s) => process.stderr.write(s),
+    outputError: (s, write) => write(s.replace(/^error: /, '')),
+  });
+  for (const sub of cmd.commands) configureErrors(sub);
+}
+
+export async function runCliArgs(argv: string[]): Promise<number> {
+  const ctx: CliContext = {};
+  const program = buildProgram(ctx);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return 0;
+      if (err.code === 'commander.help') return 0;
+      process.stderr.write(`See 'berth --help'.\n`);
+      return 125;
+    }
+    if (err instanceof ExitError) {
+      if (err.message) process.stderr.write(err.message + '\n');
+      return err.code;
+    }
+    process.stderr.write(describeError(err) + '\n');
+    return 1;
+  } finally {
+    closeClient();
+  }
+}
+
+export function runCli(): void {
+  runCliArgs(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`${describeError(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

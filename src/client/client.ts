@@ -1,0 +1,279 @@
+/**
+ * The typed Engine API client. The berth CLI and compose talk to daemons only through this, so
+ * they work against berthd and against a real Docker Engine alike.
+ */
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { Readable } from 'node:stream';
+import { type Endpoint, makeAgent, parseEndpoint, type RawResponse } from './transport.js';
+import type {
+  HistoryItem,
+  ImageInspect,
+  ImageSummary,
+  PruneReport,
+  RemoveItem,
+  SystemInfo,
+  VersionInfo,
+} from './types.js';
+
+export const CLIENT_MAX_API = '1.41';
+
+/** An error answered by the daemon: HTTP status and Docker's `message`. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** The daemon could not be reached at all. */
+export class ConnectError extends Error {
+  constructor(
+    readonly host: string,
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ConnectError';
+  }
+}
+
+export interface RequestOptions {
+  method: string;
+  path: string;
+  query?: Record<string, string | number | boolean | string[] | undefined>;
+  body?: unknown;
+  /** Raw request body stream, sent chunked. */
+  stream?: Readable;
+  headers?: Record<string, string>;
+}
+
+export type JsonMessage = Record<string, unknown>;
+
+export class Client {
+  readonly endpoint: Endpoint;
+  private readonly agent: http.Agent;
+  private negotiated: string | undefined;
+
+  constructor(host: string) {
+    this.endpoint = parseEndpoint(host);
+    this.agent = makeAgent(this.endpoint);
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /** Negotiates the API version once, like Docker's client: min(server's, ours). */
+  async apiVersion(): Promise<string> {
+    if (this.negotiated) return this.negotiated;
+    const res = await this.raw({ method: 'HEAD', path: '/_ping' }, false);
+    res.stream.resume();
+    const server = String(res.headers['api-version'] ?? '1.24');
+    this.negotiated = compare(server, CLIENT_MAX_API) < 0 ? server : CLIENT_MAX_API;
+    return this.negotiated;
+  }
+
+  async raw(opts: RequestOptions, versioned = true): Promise<RawResponse> {
+    const prefix = versioned ? `/v${await this.apiVersion()}` : '';
+    const qs = encodeQuery(opts.query);
+    const headers: Record<string, string> = { 'User-Agent': 'Berth-Client/0.1.0', ...opts.headers };
+    let payload: Buffer | undefined;
+    if (opts.body !== undefined) {
+      payload = Buffer.from(JSON.stringify(opts.body));
+      headers['Content-Type'] = 'application/json';
+      headers['Content-Length'] = String(payload.length);
+    } else if (!opts.stream && opts.method !== 'GET' && opts.method !== 'HEAD' && opts.method !== 'DELETE') {
+      headers['Content-Length'] = '0';
+    }
+    const ep = this.endpoint;
+    const reqOpts: http.RequestOptions = {
+      method: opts.method,
+      path: prefix + opts.path + qs,
+      headers,
+      agent: this.agent,
+      ...(ep.socketPath ? { socketPath: ep.socketPath } : { host: ep.hostname, port: ep.port }),
+    };
+    return new Promise<RawResponse>((resolve, reject) => {
+      const req = (ep.tls ? https : http).request(reqOpts, (res) =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, stream: res }),
+      );
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (['ENOENT', 'ECONNREFUSED', 'EACCES', 'ENOTFOUND', 'EHOSTUNREACH'].includes(err.code ?? ''))
+          reject(
+            new ConnectError(
+              ep.host,
+              err.code,
+              `Cannot connect to the Berth daemon at ${ep.host}. Is the daemon running?`,
+            ),
+          );
+        else reject(err);
+      });
+      if (opts.stream) {
+        opts.stream.on('error', (e) => req.destroy(e));
+        opts.stream.pipe(req);
+      } else req.end(payload);
+    });
+  }
+
+  /** A request whose answer is JSON (or empty); non-2xx becomes ApiError. */
+  async json<T>(opts: RequestOptions): Promise<T> {
+    const res = await this.raw(opts);
+    const body = await readAll(res.stream);
+    if (res.status >= 400) throw toApiError(res.status, body);
+    if (body.length === 0) return undefined as T;
+    return JSON.parse(body.toString('utf8')) as T;
+  }
+
+  /** A request answered with a stream; non-2xx becomes ApiError. */
+  async stream(opts: RequestOptions): Promise<RawResponse> {
+    const res = await this.raw(opts);
+    if (res.status >= 400) throw toApiError(res.status, await readAll(res.stream));
+    return res;
+  }
+
+  /** Reads a JSON message stream (progress, events), calling `onMessage` for each. */
+  async jsonStream(opts: RequestOptions, onMessage: (msg: JsonMessage) => void): Promise<void> {
+    const res = await this.stream(opts);
+    let buf = '';
+    for await (const chunk of res.stream) {
+      buf += (chunk as Buffer).toString('utf8');
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (line) onMessage(JSON.parse(line) as JsonMessage);
+      }
+    }
+    if (buf.trim()) onMessage(JSON.parse(buf) as JsonMessage);
+  }
+
+  // --- system ---
+  async ping(): Promise<boolean> {
+    const res = await this.raw({ method: 'GET', path: '/_ping' }, false);
+    await readAll(res.stream);
+    return res.status === 200;
+  }
+  version(): Promise<VersionInfo> {
+    return this.json({ method: 'GET', path: '/version' });
+  }
+  info(): Promise<SystemInfo> {
+    return this.json({ method: 'GET', path: '/info' });
+  }
+
+  // --- images ---
+  listImages(opts: { all?: boolean; digests?: boolean; filters?: Record<string, string[]> } = {}): Promise<
+    ImageSummary[]
+  > {
+    return this.json({
+      method: 'GET',
+      path: '/images/json',
+      query: { all: opts.all ? 1 : undefined, digests: opts.digests ? 1 : undefined, filters: filtersParam(opts.filters) },
+    });
+  }
+  inspectImage(name: string): Promise<ImageInspect> {
+    return this.json({ method: 'GET', path: `/images/${name}/json` });
+  }
+  imageHistory(name: string): Promise<HistoryItem[]> {
+    return this.json({ method: 'GET', path: `/images/${name}/history` });
+  }
+  async tagImage(source: string, repo: string, tag?: string): Promise<void> {
+    await this.json({ method: 'POST', path: `/images/${source}/tag`, query: { repo, tag } });
+  }
+  removeImage(name: string, opts: { force?: boolean; noPrune?: boolean } = {}): Promise<RemoveItem[]> {
+    return this.json({
+      method: 'DELETE',
+      path: `/images/${name}`,
+      query: { force: opts.force ? 1 : undefined, noprune: opts.noPrune ? 1 : undefined },
+    });
+  }
+  pruneImages(filters?: Record<string, string[]>): Promise<PruneReport> {
+    return this.json({ method: 'POST', path: '/images/prune', query: { filters: filtersParam(filters) } });
+  }
+  loadImages(input: Readable, quiet: boolean, onMessage: (m: JsonMessage) => void): Promise<void> {
+    return this.jsonStream(
+      {
+        method: 'POST',
+        path: '/images/load',
+        query: { quiet: quiet ? 1 : 0 },
+        stream: input,
+        headers: { 'Content-Type': 'application/x-tar' },
+      },
+      onMessage,
+    );
+  }
+  async saveImages(names: string[]): Promise<Readable> {
+    const res = await this.stream({ method: 'GET', path: '/images/get', query: { names } });
+    return res.stream;
+  }
+  importImage(
+    input: Readable,
+    opts: { repo?: string; tag?: string; message?: string; changes?: string[]; platform?: string },
+    onMessage: (m: JsonMessage) => void,
+  ): Promise<void> {
+    return this.jsonStream(
+      {
+        method: 'POST',
+        path: '/images/create',
+        query: {
+          fromSrc: '-',
+          repo: opts.repo,
+          tag: opts.tag,
+          message: opts.message,
+          changes: opts.changes,
+          platform: opts.platform,
+        },
+        stream: input,
+        headers: { 'Content-Type': 'application/x-tar' },
+      },
+      onMessage,
+    );
+  }
+}
+
+function compare(a: string, b: string): number {
+  const [a1, a2] = a.split('.').map(Number);
+  const [b1, b2] = b.split('.').map(Number);
+  return a1 - b1 || a2 - b2;
+}
+
+export function filtersParam(filters?: Record<string, string[]>): string | undefined {
+  if (!filters || Object.keys(filters).length === 0) return undefined;
+  const out: Record<string, Record<string, boolean>> = {};
+  for (const [k, vs] of Object.entries(filters)) {
+    out[k] = {};
+    for (const v of vs) out[k][v] = true;
+  }
+  return JSON.stringify(out);
+}
+
+function encodeQuery(q?: RequestOptions['query']): string {
+  if (!q) return '';
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(q)) {
+    if (v === undefined) continue;
+    const vals = Array.isArray(v) ? v : [v];
+    for (const x of vals) parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(String(x))}`);
+  }
+  return parts.length ? `?${parts.join('&')}` : '';
+}
+
+export async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function toApiError(status: number, body: Buffer): ApiError {
+  const text = body.toString('utf8');
+  try {
+    const j = JSON.parse(text) as { message?: string };
+    if (typeof j.message === 'string') return new ApiError(status, j.message);
+  } catch {
+    // not JSON: use the text
+  }
+  return new ApiError(status, text.trim() || `request failed with status ${status}`);
+}

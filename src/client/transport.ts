@@ -1,0 +1,57 @@
+/**
+ * How the client reaches a daemon: BERTH_HOST, then DOCKER_HOST, then -H, else the default socket.
+ */
+import { readFileSync } from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import * as path from 'node:path';
+
+export const DEFAULT_HOST = 'unix:///run/berth/berth.sock';
+
+export interface Endpoint {
+  /** As given, e.g. unix:///run/berth/berth.sock or tcp://127.0.0.1:2375 */
+  host: string;
+  socketPath?: string;
+  hostname?: string;
+  port?: number;
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; verify: boolean };
+}
+
+export function resolveHost(flagHost?: string, env: NodeJS.ProcessEnv = process.env): string {
+  return flagHost || env.BERTH_HOST || env.DOCKER_HOST || DEFAULT_HOST;
+}
+
+export function parseEndpoint(host: string, env: NodeJS.ProcessEnv = process.env): Endpoint {
+  if (host.startsWith('unix://')) return { host, socketPath: host.slice(7) };
+  if (host.startsWith('/')) return { host: `unix://${host}`, socketPath: host };
+  if (host.startsWith('tcp://') || host.startsWith('http://') || host.startsWith('https://')) {
+    const u = new URL(host.replace(/^tcp:/, 'http:'));
+    const verify = env.DOCKER_TLS_VERIFY !== undefined && env.DOCKER_TLS_VERIFY !== '';
+    const certPath = env.DOCKER_CERT_PATH;
+    const ep: Endpoint = { host, hostname: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 2375) };
+    if (verify || host.startsWith('https://')) {
+      const read = (f: string) => (certPath ? readFileSync(path.join(certPath, f)) : undefined);
+      ep.tls = { ca: read('ca.pem'), cert: read('cert.pem'), key: read('key.pem'), verify };
+    }
+    return ep;
+  }
+  throw new Error(`invalid host ${JSON.stringify(host)}: use unix:///path or tcp://host:port`);
+}
+
+export interface RawResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  stream: http.IncomingMessage;
+}
+
+export function makeAgent(ep: Endpoint): http.Agent {
+  if (ep.tls)
+    return new https.Agent({
+      keepAlive: true,
+      ca: ep.tls.ca,
+      cert: ep.tls.cert,
+      key: ep.tls.key,
+      rejectUnauthorized: ep.tls.verify,
+    });
+  return new http.Agent({ keepAlive: true });
+}

@@ -1,0 +1,111 @@
+/**
+ * berthd configuration: flags over /etc/berth/daemon.json over defaults.
+ */
+import { promises as fsp } from 'node:fs';
+import { errnoCode, invalidArgument } from '../common/errors.js';
+import { isLogLevel, type LogLevel } from '../common/log.js';
+
+export interface DaemonOptions {
+  dataRoot: string;
+  execRoot: string;
+  hosts: string[];
+  configFile: string;
+  logLevel: LogLevel;
+  debug: boolean;
+  registryMirrors: string[];
+  insecureRegistries: string[];
+  labels: string[];
+  tls: boolean;
+  tlsVerify: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCaCert?: string;
+}
+
+export const DEFAULT_SOCKET = '/run/berth/berth.sock';
+
+export const defaults: DaemonOptions = {
+  dataRoot: '/var/lib/berth',
+  execRoot: '/run/berth',
+  hosts: [],
+  configFile: '/etc/berth/daemon.json',
+  logLevel: 'info',
+  debug: false,
+  registryMirrors: [],
+  insecureRegistries: [],
+  labels: [],
+  tls: false,
+  tlsVerify: false,
+};
+
+/** The daemon.json keys Berth understands, with Docker's names. */
+const fileKeys: Record<string, keyof DaemonOptions> = {
+  'data-root': 'dataRoot',
+  'exec-root': 'execRoot',
+  hosts: 'hosts',
+  'log-level': 'logLevel',
+  debug: 'debug',
+  'registry-mirrors': 'registryMirrors',
+  'insecure-registries': 'insecureRegistries',
+  labels: 'labels',
+  tls: 'tls',
+  tlsverify: 'tlsVerify',
+  tlscert: 'tlsCert',
+  tlskey: 'tlsKey',
+  tlscacert: 'tlsCaCert',
+};
+
+export async function readConfigFile(file: string, required: boolean): Promise<Partial<DaemonOptions>> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT' && !required) return {};
+    throw invalidArgument(`unable to read configuration file ${file}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw invalidArgument(`unable to configure the daemon with file ${file}: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw invalidArgument(`unable to configure the daemon with file ${file}: not a JSON object`);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    const key = fileKeys[k];
+    if (!key) throw invalidArgument(`the following directives don't match any configuration option: ${k}`);
+    const want = typeof defaults[key];
+    const isList = Array.isArray(defaults[key]);
+    if (isList ? !Array.isArray(v) || !v.every((x) => typeof x === 'string') : typeof v !== want && want !== 'undefined')
+      throw invalidArgument(`invalid type for "${k}" in ${file}`);
+    out[key] = v;
+  }
+  if (out.logLevel !== undefined && !isLogLevel(out.logLevel as string))
+    throw invalidArgument(`invalid log level "${String(out.logLevel)}" in ${file}`);
+  return out as Partial<DaemonOptions>;
+}
+
+export interface Listener {
+  kind: 'unix' | 'tcp';
+  path?: string;
+  host?: string;
+  port?: number;
+}
+
+export function parseHost(h: string): Listener {
+  if (h.startsWith('unix://')) return { kind: 'unix', path: h.slice(7) };
+  if (h.startsWith('/')) return { kind: 'unix', path: h };
+  if (h.startsWith('tcp://')) {
+    const u = new URL(`http://${h.slice(6)}`);
+    const host = u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1';
+    const port = u.port ? Number(u.port) : 2375;
+    return { kind: 'tcp', host, port };
+  }
+  if (h.startsWith('fd://')) throw invalidArgument('fd:// hosts are not supported (no systemd socket activation)');
+  throw invalidArgument(`invalid host "${h}": use unix:///path or tcp://host:port`);
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}

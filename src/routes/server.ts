@@ -1,0 +1,77 @@
+/**
+ * The Engine API server: versioned and unversioned routes on one router, Docker's headers.
+ */
+import * as http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Engine } from '../engine/engine.js';
+import {
+  API_VERSION,
+  compareVersions,
+  type Ctx,
+  MIN_API_VERSION,
+  Router,
+  sendError,
+  sendJson,
+  standardHeaders,
+} from './http.js';
+import { imageRoutes } from './images.js';
+import { systemRoutes } from './system.js';
+
+const VERSION_PREFIX = /^\/v(\d+\.\d+)(\/.*)$/;
+
+/** Handlers for `Upgrade: tcp` requests (attach, exec start) register here. */
+export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+export function buildRouter(engine: Engine): Router {
+  const router = new Router();
+  systemRoutes(router, engine);
+  imageRoutes(router, engine);
+  return router;
+}
+
+export function createApiServer(engine: Engine): http.Server {
+  const router = buildRouter(engine);
+  const server = http.createServer({ maxHeaderSize: 1024 * 1024, keepAliveTimeout: 0 }, (req, res) => {
+    void dispatch(router, req, res);
+  });
+  server.headersTimeout = 0;
+  server.requestTimeout = 0;
+  return server;
+}
+
+async function dispatch(router: Router, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  standardHeaders(res);
+  const url = new URL(req.url ?? '/', 'http://berth');
+  let path = url.pathname;
+  let version = API_VERSION;
+  const m = VERSION_PREFIX.exec(path);
+  if (m) {
+    version = m[1];
+    path = m[2];
+    if (compareVersions(version, API_VERSION) > 0) {
+      sendJson(res, 400, {
+        message: `client version ${version} is too new. Maximum supported API version is ${API_VERSION}`,
+      });
+      return;
+    }
+    if (compareVersions(version, MIN_API_VERSION) < 0) {
+      sendJson(res, 400, {
+        message: `client version ${version} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`,
+      });
+      return;
+    }
+  }
+  const found = router.match(req.method ?? 'GET', path);
+  if (found === undefined || found === 'method') {
+    // Docker answers unknown routes with 404 and this message.
+    req.resume();
+    sendJson(res, 404, { message: 'page not found' });
+    return;
+  }
+  const ctx: Ctx = { req, res, params: found.params, query: url.searchParams, version };
+  try {
+    await found.handler(ctx);
+  } catch (err) {
+    sendError(res, err);
+  }
+}

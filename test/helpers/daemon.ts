@@ -1,0 +1,169 @@
+/**
+ * Test daemons: each gets its own data root, exec root and socket, and is stopped by PID.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, promises as fsp } from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const BERTH = path.join(ROOT, 'bin', 'berth.js');
+export const BERTHD = path.join(ROOT, 'bin', 'berthd.js');
+export const FIXTURES = path.resolve(ROOT, '..', 'shared', 'fixtures', 'images');
+export const DOCKER_CLI = '/usr/local/bin/docker';
+
+export interface TestDaemon {
+  dir: string;
+  dataRoot: string;
+  execRoot: string;
+  socket: string;
+  host: string;
+  proc: ChildProcess;
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(extraArgs: string[] = []): Promise<TestDaemon> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
+  const dataRoot = path.join(dir, 'data');
+  const execRoot = path.join(dir, 'run');
+  const socket = path.join(dir, 'berth.sock');
+  let output = '';
+  const proc = spawn(
+    process.execPath,
+    [
+      BERTHD,
+      '--data-root',
+      dataRoot,
+      '--exec-root',
+      execRoot,
+      '-H',
+      `unix://${socket}`,
+      '--config-file',
+      path.join(dir, 'daemon.json'),
+      ...extraArgs,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const daemon: TestDaemon = {
+    dir,
+    dataRoot,
+    execRoot,
+    socket,
+    host: `unix://${socket}`,
+    proc,
+    logs: () => output,
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await cleanupDir(dir);
+    },
+  };
+  for (let i = 0; i < 200; i++) {
+    if (proc.exitCode !== null) throw new Error(`berthd exited early: ${output}`);
+    if (await pingSocket(socket)) return daemon;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await daemon.stop();
+  throw new Error(`berthd did not come up: ${output}`);
+}
+
+/** Unmounts anything left under dir (deepest first), then removes it. */
+export async function cleanupDir(dir: string): Promise<void> {
+  const mounts = (await fsp.readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m) => m && (m === dir || m.startsWith(dir + '/')))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) spawnSync('umount', ['-l', m]);
+  await fsp.rm(dir, { recursive: true, force: true });
+}
+
+export function pingSocket(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.request({ socketPath: socket, path: '/_ping', method: 'GET', timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
+    req.end();
+  });
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion with optional stdin, bounded by a timeout. */
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: Buffer | string; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({
+        code: code ?? (signal ? 128 : 1),
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+      });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(opts.input);
+  });
+}
+
+/** The berth CLI against a test daemon. */
+export function berth(d: TestDaemon, args: string[], opts: { input?: Buffer | string } = {}): Promise<RunResult> {
+  return run(process.execPath, [BERTH, '-H', d.host, ...args], { ...opts, env: { BERTH_HOST: '', DOCKER_HOST: '' } });
+}
+
+/** The real docker CLI against a test daemon. */
+export function docker(d: TestDaemon, args: string[], opts: { input?: Buffer | string } = {}): Promise<RunResult> {
+  return run(DOCKER_CLI, ['-H', d.host, ...args], {
+    ...opts,
+    env: { DOCKER_CONFIG: path.join(d.dir, 'docker-config'), DOCKER_CLI_HINTS: 'false' },
+  });
+}
+
+/** A raw HTTP request to a test daemon's socket. */
+export function request(
+  d: TestDaemon,
+  method: string,
+  urlPath: string,
+  body?: Buffer | string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: d.socket, path: urlPath, method, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
