@@ -9,7 +9,15 @@ import { fileURLToPath } from 'node:url';
 import { Client, ConnectError } from '../client/client.js';
 import { DEFAULT_HOST, resolveHost } from '../client/transport.js';
 
-export const DAEMON_LOG = '/var/log/berth/berthd.log';
+/**
+ * BERTH_EXEC_ROOT and BERTH_DATA_ROOT move the default socket and the roots of an auto-started
+ * daemon (tests use them to stay off the machine's own daemon).
+ */
+const execRoot = process.env.BERTH_EXEC_ROOT || '/run/berth';
+const dataRoot = process.env.BERTH_DATA_ROOT;
+export const DEFAULT_LOCAL_HOST = process.env.BERTH_EXEC_ROOT ? `unix://${execRoot}/berth.sock` : DEFAULT_HOST;
+export const DAEMON_LOG = process.env.BERTH_EXEC_ROOT ? `${execRoot}/berthd.log` : '/var/log/berth/berthd.log';
+export const PID_FILE = `${execRoot}/berthd.pid`;
 
 export interface CliContext {
   hostFlag?: string;
@@ -20,12 +28,12 @@ let shared: Client | undefined;
 /** A client for the chosen host; starts berthd when the default socket is dead. */
 export async function connect(ctx: CliContext): Promise<Client> {
   if (shared) return shared;
-  const host = resolveHost(ctx.hostFlag);
+  const host = resolveHost(ctx.hostFlag, process.env, DEFAULT_LOCAL_HOST);
   const client = new Client(host);
   try {
     await client.apiVersion();
   } catch (err) {
-    if (!(err instanceof ConnectError) || host !== DEFAULT_HOST) throw err;
+    if (!(err instanceof ConnectError) || host !== DEFAULT_LOCAL_HOST) throw err;
     await startDaemon();
     await client.apiVersion();
   }
@@ -44,14 +52,17 @@ export async function startDaemon(extraArgs: string[] = []): Promise<number> {
   mkdirSync(path.dirname(DAEMON_LOG), { recursive: true });
   const out = openSync(DAEMON_LOG, 'a');
   process.stderr.write(`Starting berthd in the background (log: ${DAEMON_LOG})\n`);
-  const child = spawn(process.execPath, [berthd, ...extraArgs], {
+  const roots = process.env.BERTH_EXEC_ROOT
+    ? ['--exec-root', execRoot, '-H', DEFAULT_LOCAL_HOST, ...(dataRoot ? ['--data-root', dataRoot] : [])]
+    : [];
+  const child = spawn(process.execPath, [berthd, ...roots, ...extraArgs], {
     detached: true,
     stdio: ['ignore', out, out],
   });
   closeSync(out);
   child.unref();
   const pid = child.pid ?? 0;
-  const probe = new Client(DEFAULT_HOST);
+  const probe = new Client(DEFAULT_LOCAL_HOST);
   try {
     for (let i = 0; i < 200; i++) {
       if (child.exitCode !== null) break;

@@ -17,8 +17,8 @@ export interface Endpoint {
   tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; verify: boolean };
 }
 
-export function resolveHost(flagHost?: string, env: NodeJS.ProcessEnv = process.env): string {
-  return flagHost || env.BERTH_HOST || env.DOCKER_HOST || DEFAULT_HOST;
+export function resolveHost(flagHost?: string, env: NodeJS.ProcessEnv = process.env, fallback = DEFAULT_HOST): string {
+  return flagHost || env.BERTH_HOST || env.DOCKER_HOST || fallback;
 }
 
 export function parseEndpoint(host: string, env: NodeJS.ProcessEnv = process.env): Endpoint {

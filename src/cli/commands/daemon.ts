@@ -1,11 +1,8 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { Client } from '../../client/client.js';
-import { DEFAULT_HOST } from '../../client/transport.js';
-import { DAEMON_LOG, startDaemon } from '../context.js';
+import { DAEMON_LOG, DEFAULT_LOCAL_HOST, PID_FILE, startDaemon } from '../context.js';
 import { ExitError } from '../errors.js';
-
-const PID_FILE = '/run/berth/berthd.pid';
 
 function daemonPid(): number | undefined {
   try {
@@ -18,7 +15,7 @@ function daemonPid(): number | undefined {
 }
 
 async function answers(): Promise<boolean> {
-  const c = new Client(DEFAULT_HOST);
+  const c = new Client(DEFAULT_LOCAL_HOST);
   try {
     return await c.ping();
   } catch {
@@ -72,7 +69,7 @@ export function daemonCommands(program: Command): void {
     .action(async () => {
       const pid = daemonPid();
       if (await answers()) {
-        process.stdout.write(`berthd is running (pid ${pid ?? 'unknown'}, ${DEFAULT_HOST})\n`);
+        process.stdout.write(`berthd is running (pid ${pid ?? 'unknown'}, ${DEFAULT_LOCAL_HOST})\n`);
         return;
       }
       process.stdout.write('berthd is not running\n');

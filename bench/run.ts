@@ -1,0 +1,188 @@
+/**
+ * `npm run bench`: workloads against a berthd started here and, when `dockerd` is on PATH, the
+ * same workloads against a real Docker Engine in the same run. Prints medians and ratios.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createReadStream, existsSync, mkdtempSync, promises as fsp } from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { bigImageArchive, manyImagesArchive } from './images.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CACHE = path.join(ROOT, '.cache', 'bench');
+
+interface Daemon {
+  name: string;
+  socket: string;
+  proc: ChildProcess;
+  dir: string;
+}
+
+function which(cmd: string): string | undefined {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+function ping(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.request({ socketPath: socket, path: '/_ping', timeout: 500 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
+    req.end();
+  });
+}
+
+async function waitUp(d: Daemon): Promise<Daemon> {
+  for (let i = 0; i < 600; i++) {
+    if (await ping(d.socket)) return d;
+    if (d.proc.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${d.name} did not start`);
+}
+
+async function startBerthd(): Promise<Daemon> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'berth-bench-'));
+  const socket = path.join(dir, 'berth.sock');
+  const proc = spawn(
+    process.execPath,
+    [path.join(ROOT, 'bin/berthd.js'), '--data-root', path.join(dir, 'data'), '--exec-root', path.join(dir, 'run'), '-H', `unix://${socket}`, '--config-file', path.join(dir, 'none.json')],
+    { stdio: 'ignore' },
+  );
+  return waitUp({ name: 'berth', socket, proc, dir });
+}
+
+async function startDockerd(bin: string): Promise<Daemon> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'docker-bench-'));
+  const socket = path.join(dir, 'docker.sock');
+  const proc = spawn(
+    bin,
+    ['--data-root', path.join(dir, 'data'), '--exec-root', path.join(dir, 'exec'), '--pidfile', path.join(dir, 'docker.pid'), '-H', `unix://${socket}`, '--bridge', 'none', '--iptables=false', '--ip-masq=false', '--containerd-namespace', `bench${process.pid}`, '--config-file', path.join(dir, 'none.json')],
+    { stdio: 'ignore' },
+  );
+  await fsp.writeFile(path.join(dir, 'none.json'), '{}');
+  return waitUp({ name: 'docker', socket, proc, dir });
+}
+
+async function stop(d: Daemon): Promise<void> {
+  if (d.proc.exitCode === null) {
+    const exited = new Promise((r) => d.proc.once('exit', r));
+    d.proc.kill('SIGTERM');
+    const t = setTimeout(() => d.proc.kill('SIGKILL'), 20_000);
+    await exited;
+    clearTimeout(t);
+  }
+  const mounts = (await fsp.readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m) => m && m.startsWith(d.dir + '/'))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) spawnSync('umount', ['-l', m]);
+  await fsp.rm(d.dir, { recursive: true, force: true });
+}
+
+function api(socket: string, method: string, p: string, body?: string | NodeJS.ReadableStream): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: socket, path: p, method, headers: body ? { 'Content-Type': 'application/x-tar' } : {} }, (res) => {
+      let data = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (data += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+    });
+    req.on('error', reject);
+    if (body && typeof body !== 'string') body.pipe(req);
+    else req.end(body);
+  });
+}
+
+async function timed(fn: () => Promise<void>): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+async function load(d: Daemon, file: string): Promise<void> {
+  const r = await api(d.socket, 'POST', '/images/load?quiet=1', createReadStream(file));
+  if (r.status !== 200 || r.body.includes('"error"')) throw new Error(`${d.name} load failed: ${r.body}`);
+}
+
+async function removeImage(d: Daemon, name: string): Promise<void> {
+  await api(d.socket, 'DELETE', `/images/${name}?force=1`);
+}
+
+interface Workload {
+  name: string;
+  setup?: (d: Daemon) => Promise<void>;
+  once: (d: Daemon) => Promise<void>;
+  after?: (d: Daemon) => Promise<void>;
+  runs: number;
+}
+
+async function main(): Promise<void> {
+  const runsScale = Number(process.env.BENCH_RUNS ?? '1');
+  const big = await bigImageArchive(CACHE);
+  const many = await manyImagesArchive(CACHE);
+  const workloads: Workload[] = [
+    {
+      name: 'load 200 MB image (5 layers)',
+      once: (d) => load(d, big),
+      after: (d) => removeImage(d, 'bench/big:latest'),
+      runs: Math.max(3, 3 * runsScale),
+    },
+    {
+      name: 'images list (100 images), API',
+      setup: (d) => load(d, many),
+      once: async (d) => {
+        const r = await api(d.socket, 'GET', '/images/json');
+        if (JSON.parse(r.body).length < 100) throw new Error(`${d.name}: expected 100 images`);
+      },
+      runs: Math.max(20, 20 * runsScale),
+    },
+  ];
+  const daemons: Daemon[] = [await startBerthd()];
+  const dockerd = which('dockerd');
+  try {
+    if (dockerd) daemons.push(await startDockerd(dockerd));
+    else console.log('dockerd not on PATH: measuring berth only (apt-get install docker.io to compare)');
+    const results: Record<string, Record<string, number>> = {};
+    for (const w of workloads) {
+      results[w.name] = {};
+      for (const d of daemons) {
+        await w.setup?.(d);
+        const times: number[] = [];
+        for (let i = 0; i < w.runs; i++) {
+          times.push(await timed(() => w.once(d)));
+          await w.after?.(d);
+        }
+        results[w.name][d.name] = median(times);
+      }
+    }
+    console.log('\nworkload'.padEnd(40) + 'berth (ms)'.padStart(12) + 'docker (ms)'.padStart(14) + 'ratio'.padStart(9));
+    for (const [name, r] of Object.entries(results)) {
+      const ratio = r.docker ? (r.berth / r.docker).toFixed(2) : '-';
+      console.log(name.padEnd(40) + r.berth.toFixed(1).padStart(12) + (r.docker?.toFixed(1) ?? '-').padStart(14) + ratio.padStart(9));
+    }
+  } finally {
+    for (const d of daemons) await stop(d);
+  }
+}
+
+if (existsSync(path.join(ROOT, 'bin/berthd.js'))) {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
