@@ -22,7 +22,7 @@ function fill(buf: Buffer, seed: number): void {
 function layerTar(files: { name: string; data: Buffer }[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (c: Buffer) => chunks.push(c));
+  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
   const done = new Promise<Buffer>((resolve, reject) => {
     pack.on('end', () => resolve(Buffer.concat(chunks)));
     pack.on('error', reject);

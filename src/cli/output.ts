@@ -53,6 +53,6 @@ export function printInspect(objects: unknown[], format?: string): void {
     for (const o of objects) process.stdout.write(JSON.stringify(o) + '\n');
     return;
   }
-  const render = compileTemplate(unescapeFormat(format));
+  const render = compileTemplate(unescapeFormat(format), { lenient: true });
   for (const o of objects) process.stdout.write(render(o) + '\n');
 }

@@ -2,7 +2,7 @@
  * Test daemons: each gets its own data root, exec root and socket, and is stopped by PID.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, promises as fsp } from 'node:fs';
+import { mkdtempSync, promises as fsp, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -25,8 +25,9 @@ export interface TestDaemon {
   stop(): Promise<void>;
 }
 
-export async function startDaemon(extraArgs: string[] = []): Promise<TestDaemon> {
+export async function startDaemon(extraArgs: string[] = [], config: Record<string, unknown> = {}): Promise<TestDaemon> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
+  writeFileSync(path.join(dir, 'daemon.json'), JSON.stringify(config));
   const dataRoot = path.join(dir, 'data');
   const execRoot = path.join(dir, 'run');
   const socket = path.join(dir, 'berth.sock');

@@ -246,3 +246,20 @@ export function selectManifest(index: ImageIndex, want: Platform): Descriptor | 
 export function isLayerMediaType(mt: string): boolean {
   return layerTypes.has(mt);
 }
+
+/** Parses `--platform` values: linux/amd64, linux/arm64/v8, amd64. */
+export function parsePlatformOption(s: string): Platform {
+  const parts = s.trim().toLowerCase().split('/');
+  if (parts.length > 3 || parts.some((p) => !/^[a-z0-9._-]+$/.test(p)))
+    throw invalidArgument(`invalid platform "${s}": expected os/arch[/variant]`);
+  if (parts.length === 1) {
+    const n = normalizeArch(parts[0]);
+    if (n.architecture === 'linux') throw invalidArgument(`invalid platform "${s}": missing architecture`);
+    return { os: 'linux', architecture: n.architecture, ...(n.variant ? { variant: n.variant } : {}) };
+  }
+  const [os, arch, variant] = parts;
+  if (os !== 'linux') throw invalidArgument(`operating system ${os} is not supported: Berth runs Linux images`);
+  const n = normalizeArch(arch);
+  const v = variant ?? n.variant;
+  return { os, architecture: n.architecture, ...(v ? { variant: v } : {}) };
+}
