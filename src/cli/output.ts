@@ -30,7 +30,10 @@ export function printRows<T>(rows: T[], columns: Column<T>[], format: string | u
   const render = compileTemplate(unescapeFormat(body));
   if (isTable) {
     const headerMap = Object.fromEntries(columns.map((c) => [c.field, c.header]));
-    const headerRow = render(new Proxy({}, { get: (_t, k) => headerMap[String(k)] ?? String(k).toUpperCase() }));
+    // Fields without a column of their own are titled by their name in capitals, as Docker does.
+    const sample = rows.length ? fields(rows[0]) : {};
+    for (const k of Object.keys(sample)) headerMap[k] ??= k.toUpperCase();
+    const headerRow = compileTemplate(unescapeFormat(body), { lenient: true })(headerMap);
     const lines = [headerRow, ...rows.map((r) => render(fields(r)))];
     process.stdout.write(formatTable(lines.map((l) => l.split('\t'))));
     return;

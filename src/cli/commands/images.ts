@@ -80,13 +80,13 @@ async function listImages(ctx: CliContext, repo: string | undefined, o: ListOpts
   if (o.quiet) {
     const seen = new Set<string>();
     for (const r of rows) {
-      const id = o.noTrunc ? r.id : truncateId(r.id);
+      const id = o.trunc ? truncateId(r.id) : r.id;
       if (!seen.has(id)) process.stdout.write(id + '\n');
       seen.add(id);
     }
     return;
   }
-  const idOf = (r: ImageRow) => (o.noTrunc ? r.id : truncateId(r.id));
+  const idOf = (r: ImageRow) => (o.trunc ? truncateId(r.id) : r.id);
   const columns: Column<ImageRow>[] = [
     { header: 'REPOSITORY', field: 'Repository', value: (r) => r.repository },
     { header: 'TAG', field: 'Tag', value: (r) => r.tag },
@@ -115,7 +115,8 @@ interface ListOpts {
   digests?: boolean;
   filter: string[];
   format?: string;
-  noTrunc?: boolean;
+  /** commander turns --no-trunc into trunc=false */
+  trunc: boolean;
   quiet?: boolean;
 }
 
