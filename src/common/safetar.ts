@@ -49,6 +49,9 @@ export async function extractLayer(input: Readable, target: string): Promise<Ext
   const extract = tar.extract();
   extract.on('entry', (header, source, next) => {
     const stream = source as unknown as Readable;
+    // The entry's own errors also fail the whole extraction; don't let one escape unheard
+    // while the entry waits on its parent directories.
+    stream.on('error', () => undefined);
     ex.entry(header as Header, stream).then(
       () => next(),
       (err: unknown) => {

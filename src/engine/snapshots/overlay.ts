@@ -67,9 +67,12 @@ export class OverlaySnapshotter implements Snapshotter {
 
   async apply(parent: Digest | null, layer: Readable, opts: ApplyOptions = {}): Promise<LayerInfo> {
     if (parent !== null && !this.index.has(parent)) throw notFound(`parent layer ${parent} does not exist`);
+    const known = opts.expectedDiffId ? chainIdOf(parent, opts.expectedDiffId) : undefined;
+    const work = path.join(this.tmpDir, randomBytes(12).toString('hex'));
+    const fsPath = path.join(work, 'fs');
+    if (!(known && this.index.has(known))) await fsp.mkdir(fsPath, { recursive: true, mode: 0o755 });
     const counted = opts.onProgress ? layer.pipe(progressCounter(opts.onProgress)) : layer;
     if (opts.onProgress) layer.on('error', (e) => counted.destroy(e));
-    const { stream } = await decompressStream(counted);
     const hash = createHash('sha256');
     const hashing = new Transform({
       transform(chunk: Buffer, _enc, cb) {
@@ -77,10 +80,17 @@ export class OverlaySnapshotter implements Snapshotter {
         cb(null, chunk);
       },
     });
-    stream.on('error', (e) => hashing.destroy(e));
-    stream.pipe(hashing);
+    // Errors reach the consumer through `hashing`; it may attach a tick later.
+    hashing.on('error', () => undefined);
+    try {
+      const { stream } = await decompressStream(counted);
+      stream.on('error', (e) => hashing.destroy(e));
+      stream.pipe(hashing);
+    } catch (err) {
+      await fsp.rm(work, { recursive: true, force: true });
+      throw invalidArgument(`invalid layer: ${(err as Error).message}`);
+    }
 
-    const known = opts.expectedDiffId ? chainIdOf(parent, opts.expectedDiffId) : undefined;
     if (known && this.index.has(known)) {
       // Already unpacked: verify the bytes anyway, write nothing.
       for await (const _ of hashing) void _;
@@ -88,10 +98,7 @@ export class OverlaySnapshotter implements Snapshotter {
       return this.index.get(known)!;
     }
 
-    const work = path.join(this.tmpDir, randomBytes(12).toString('hex'));
-    const fsPath = path.join(work, 'fs');
     try {
-      await fsp.mkdir(fsPath, { recursive: true, mode: 0o755 });
       const { size } = await extractLayer(hashing, fsPath);
       const diffId: Digest = `sha256:${hash.digest('hex')}`;
       if (opts.expectedDiffId) checkDiffId(opts.expectedDiffId, diffId);
