@@ -54,7 +54,17 @@ async function startBerthd(): Promise<Daemon> {
   const socket = path.join(dir, 'berth.sock');
   const proc = spawn(
     process.execPath,
-    [path.join(ROOT, 'bin/berthd.js'), '--data-root', path.join(dir, 'data'), '--exec-root', path.join(dir, 'run'), '-H', `unix://${socket}`, '--config-file', path.join(dir, 'none.json')],
+    [
+      path.join(ROOT, 'bin/berthd.js'),
+      '--data-root',
+      path.join(dir, 'data'),
+      '--exec-root',
+      path.join(dir, 'run'),
+      '-H',
+      `unix://${socket}`,
+      '--config-file',
+      path.join(dir, 'none.json'),
+    ],
     { stdio: 'ignore' },
   );
   return waitUp({ name: 'berth', socket, proc, dir });
@@ -65,7 +75,24 @@ async function startDockerd(bin: string): Promise<Daemon> {
   const socket = path.join(dir, 'docker.sock');
   const proc = spawn(
     bin,
-    ['--data-root', path.join(dir, 'data'), '--exec-root', path.join(dir, 'exec'), '--pidfile', path.join(dir, 'docker.pid'), '-H', `unix://${socket}`, '--bridge', 'none', '--iptables=false', '--ip-masq=false', '--containerd-namespace', `bench${process.pid}`, '--config-file', path.join(dir, 'none.json')],
+    [
+      '--data-root',
+      path.join(dir, 'data'),
+      '--exec-root',
+      path.join(dir, 'exec'),
+      '--pidfile',
+      path.join(dir, 'docker.pid'),
+      '-H',
+      `unix://${socket}`,
+      '--bridge',
+      'none',
+      '--iptables=false',
+      '--ip-masq=false',
+      '--containerd-namespace',
+      `bench${process.pid}`,
+      '--config-file',
+      path.join(dir, 'none.json'),
+    ],
     { stdio: 'ignore' },
   );
   await fsp.writeFile(path.join(dir, 'none.json'), '{}');
@@ -89,14 +116,22 @@ async function stop(d: Daemon): Promise<void> {
   await fsp.rm(d.dir, { recursive: true, force: true });
 }
 
-function api(socket: string, method: string, p: string, body?: string | NodeJS.ReadableStream): Promise<{ status: number; body: string }> {
+function api(
+  socket: string,
+  method: string,
+  p: string,
+  body?: string | NodeJS.ReadableStream,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: socket, path: p, method, headers: body ? { 'Content-Type': 'application/x-tar' } : {} }, (res) => {
-      let data = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (data += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
-    });
+    const req = http.request(
+      { socketPath: socket, path: p, method, headers: body ? { 'Content-Type': 'application/x-tar' } : {} },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (data += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+      },
+    );
     req.on('error', reject);
     if (body && typeof body !== 'string') body.pipe(req);
     else req.end(body);
@@ -170,10 +205,17 @@ async function main(): Promise<void> {
         results[w.name][d.name] = median(times);
       }
     }
-    console.log('\nworkload'.padEnd(40) + 'berth (ms)'.padStart(12) + 'docker (ms)'.padStart(14) + 'ratio'.padStart(9));
+    console.log(
+      '\nworkload'.padEnd(40) + 'berth (ms)'.padStart(12) + 'docker (ms)'.padStart(14) + 'ratio'.padStart(9),
+    );
     for (const [name, r] of Object.entries(results)) {
       const ratio = r.docker ? (r.berth / r.docker).toFixed(2) : '-';
-      console.log(name.padEnd(40) + r.berth.toFixed(1).padStart(12) + (r.docker?.toFixed(1) ?? '-').padStart(14) + ratio.padStart(9));
+      console.log(
+        name.padEnd(40) +
+          r.berth.toFixed(1).padStart(12) +
+          (r.docker?.toFixed(1) ?? '-').padStart(14) +
+          ratio.padStart(9),
+      );
     }
   } finally {
     for (const d of daemons) await stop(d);

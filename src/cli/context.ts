@@ -15,8 +15,12 @@ import { DEFAULT_HOST, resolveHost } from '../client/transport.js';
  */
 const execRoot = process.env.BERTH_EXEC_ROOT || '/run/berth';
 const dataRoot = process.env.BERTH_DATA_ROOT;
-export const DEFAULT_LOCAL_HOST = process.env.BERTH_EXEC_ROOT ? `unix://${execRoot}/berth.sock` : DEFAULT_HOST;
-export const DAEMON_LOG = process.env.BERTH_EXEC_ROOT ? `${execRoot}/berthd.log` : '/var/log/berth/berthd.log';
+export const DEFAULT_LOCAL_HOST = process.env.BERTH_EXEC_ROOT
+  ? `unix://${execRoot}/berth.sock`
+  : DEFAULT_HOST;
+export const DAEMON_LOG = process.env.BERTH_EXEC_ROOT
+  ? `${execRoot}/berthd.log`
+  : '/var/log/berth/berthd.log';
 export const PID_FILE = `${execRoot}/berthd.pid`;
 
 export interface CliContext {

@@ -141,12 +141,20 @@ function parse(src: string): Node[] {
       const node: Node =
         kw === 'range' ? { kind: 'range', pipe, body: [], else: [] } : { kind: kw, pipe, then: [], else: [] };
       top.list.push(node);
-      stack.push({ node, list: kw === 'range' ? (node as { body: Node[] }).body : (node as { then: Node[] }).then });
+      stack.push({
+        node,
+        list: kw === 'range' ? (node as { body: Node[] }).body : (node as { then: Node[] }).then,
+      });
     } else if (kw === 'else') {
       const n = top.node;
       if (!n || n.kind === 'text' || n.kind === 'action') fail('unexpected {{else}}');
       if (toks[1] === 'if') {
-        const inner2: Node = { kind: 'if', pipe: parsePipeline(toks.slice(2), { i: 0 }, false), then: [], else: [] };
+        const inner2: Node = {
+          kind: 'if',
+          pipe: parsePipeline(toks.slice(2), { i: 0 }, false),
+          then: [],
+          else: [],
+        };
         (n as { else: Node[] }).else.push(inner2);
         top.list = inner2.then;
         top.node = inner2;
@@ -199,7 +207,8 @@ function sprintf(fmt: string, args: Value[]): string {
     else if (verb === 'f') {
       const prec = /\.(\d+)/.exec(flags);
       s = Number(a).toFixed(prec ? Number(prec[1]) : 6);
-    } else if (verb === 'x') s = typeof a === 'number' ? a.toString(16) : Buffer.from(String(a)).toString('hex');
+    } else if (verb === 'x')
+      s = typeof a === 'number' ? a.toString(16) : Buffer.from(String(a)).toString('hex');
     else s = printValue(a);
     const w = /^(-?)0?(\d+)/.exec(flags.replace(/\.\d+$/, ''));
     if (w) s = w[1] ? s.padEnd(Number(w[2])) : s.padStart(Number(w[2]));
@@ -214,7 +223,12 @@ const FUNCS: Record<string, (...a: Value[]) => Value> = {
   lower: (s) => String(s).toLowerCase(),
   upper: (s) => String(s).toUpperCase(),
   title: (s) => String(s).replace(/\b\w/g, (c) => c.toUpperCase()),
-  len: (v) => (Array.isArray(v) || typeof v === 'string' ? v.length : v && typeof v === 'object' ? Object.keys(v).length : 0),
+  len: (v) =>
+    Array.isArray(v) || typeof v === 'string'
+      ? v.length
+      : v && typeof v === 'object'
+        ? Object.keys(v).length
+        : 0,
   index: (v, ...keys) => {
     let cur = v;
     for (const k of keys) {
@@ -250,7 +264,8 @@ function field(base: Value, path: string[], src: string, lenient: boolean): Valu
   let cur = base;
   for (const p of path) {
     if (cur === null || cur === undefined) return undefined;
-    if (typeof cur !== 'object') fail(`executing "" at <${src}>: can't evaluate field ${p} in type ${typeof cur}`);
+    if (typeof cur !== 'object')
+      fail(`executing "" at <${src}>: can't evaluate field ${p} in type ${typeof cur}`);
     if (!(p in (cur as object))) {
       if (lenient || isMapLike(cur)) return undefined;
       fail(`:1:2: executing "" at <${src}>: can't evaluate field ${p}`);
@@ -274,7 +289,9 @@ function evalOperand(op: Operand, s: Scope, args: Value[] | undefined): Value {
       return evalPipeline(op.pipe, s);
     case 'field': {
       const base = op.base === 'dot' ? s.dot : s.vars[op.varName!];
-      const src = (op.base === 'var' ? op.varName : '') + (op.path.length ? '.' + op.path.join('.') : op.base === 'dot' ? '.' : '');
+      const src =
+        (op.base === 'var' ? op.varName : '') +
+        (op.path.length ? '.' + op.path.join('.') : op.base === 'dot' ? '.' : '');
       return field(base, op.path, src, s.lenient);
     }
     case 'ident': {

@@ -68,7 +68,8 @@ export async function runCliArgs(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return 0;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0)
+        return 0;
       if (err.code === 'commander.help') return 0;
       process.stderr.write(`See 'berth --help'.\n`);
       return 125;

@@ -15,7 +15,12 @@ export interface Column<T> {
  * Prints rows as Docker does: default table, `--format json` (one object per line),
  * `--format 'table {{…}}'`, or a plain template per row.
  */
-export function printRows<T>(rows: T[], columns: Column<T>[], format: string | undefined, fields: (row: T) => object): void {
+export function printRows<T>(
+  rows: T[],
+  columns: Column<T>[],
+  format: string | undefined,
+  fields: (row: T) => object,
+): void {
   if (!format || format === 'table') {
     const table = [columns.map((c) => c.header), ...rows.map((r) => columns.map((c) => c.value(r)))];
     process.stdout.write(formatTable(table));

@@ -10,7 +10,11 @@ export function formatTable(rows: string[][]): string {
       if (i < r.length - 1) widths[i] = Math.max(widths[i] ?? 0, Math.max(10, [...cell].length + 3));
     });
   return rows
-    .map((r) => r.map((cell, i) => (i < r.length - 1 ? cell.padEnd(widths[i] + cell.length - [...cell].length) : cell)).join(''))
+    .map((r) =>
+      r
+        .map((cell, i) => (i < r.length - 1 ? cell.padEnd(widths[i] + cell.length - [...cell].length) : cell))
+        .join(''),
+    )
     .map((l) => l + '\n')
     .join('');
 }

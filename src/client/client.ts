@@ -165,13 +165,17 @@ export class Client {
   }
 
   // --- images ---
-  listImages(opts: { all?: boolean; digests?: boolean; filters?: Record<string, string[]> } = {}): Promise<
-    ImageSummary[]
-  > {
+  listImages(
+    opts: { all?: boolean; digests?: boolean; filters?: Record<string, string[]> } = {},
+  ): Promise<ImageSummary[]> {
     return this.json({
       method: 'GET',
       path: '/images/json',
-      query: { all: opts.all ? 1 : undefined, digests: opts.digests ? 1 : undefined, filters: filtersParam(opts.filters) },
+      query: {
+        all: opts.all ? 1 : undefined,
+        digests: opts.digests ? 1 : undefined,
+        filters: filtersParam(opts.filters),
+      },
     });
   }
   inspectImage(name: string): Promise<ImageInspect> {

@@ -17,7 +17,11 @@ export interface Endpoint {
   tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; verify: boolean };
 }
 
-export function resolveHost(flagHost?: string, env: NodeJS.ProcessEnv = process.env, fallback = DEFAULT_HOST): string {
+export function resolveHost(
+  flagHost?: string,
+  env: NodeJS.ProcessEnv = process.env,
+  fallback = DEFAULT_HOST,
+): string {
   return flagHost || env.BERTH_HOST || env.DOCKER_HOST || fallback;
 }
 

@@ -53,7 +53,9 @@ export function createDecompressor(kind: Compression): Transform {
  * Peeks at the first bytes of `input` and returns a stream of its decompressed bytes.
  * Decompression errors surface as InvalidArgument on the returned stream.
  */
-export async function decompressStream(input: Readable): Promise<{ stream: Readable; compression: Compression }> {
+export async function decompressStream(
+  input: Readable,
+): Promise<{ stream: Readable; compression: Compression }> {
   const head = await peek(input, 4);
   const compression = detectCompression(head);
   const dec = createDecompressor(compression);

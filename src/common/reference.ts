@@ -72,7 +72,8 @@ export function parseReference(input: string): ImageReference {
   const components = path.split('/');
   for (const c of components) {
     if (!COMPONENT.test(c)) {
-      if (c.toLowerCase() !== c && COMPONENT.test(c.toLowerCase())) throw bad('repository name must be lowercase');
+      if (c.toLowerCase() !== c && COMPONENT.test(c.toLowerCase()))
+        throw bad('repository name must be lowercase');
       throw bad();
     }
   }

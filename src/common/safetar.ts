@@ -126,7 +126,9 @@ class Extractor {
         return;
       }
       if (base.startsWith('.wh..wh.')) return; // AUFS metadata
-      const victim = dir ? `${dir}/${base.slice(WHITEOUT_PREFIX.length)}` : base.slice(WHITEOUT_PREFIX.length);
+      const victim = dir
+        ? `${dir}/${base.slice(WHITEOUT_PREFIX.length)}`
+        : base.slice(WHITEOUT_PREFIX.length);
       if (cleanEntryName(victim) !== victim) throw entryError(h.name, 'bad whiteout name');
       await this.whiteout(victim);
       return;
@@ -153,7 +155,8 @@ class Extractor {
         const link = h.linkname ?? '';
         if (!link.startsWith('/')) {
           const joined = path.posix.normalize(path.posix.join(dir, link));
-          if (joined === '..' || joined.startsWith('../')) throw entryError(h.name, `symlink target ${link} escapes the layer`);
+          if (joined === '..' || joined.startsWith('../'))
+            throw entryError(h.name, `symlink target ${link} escapes the layer`);
         }
         await this.clear(rel, false);
         await fsp.symlink(link, p);

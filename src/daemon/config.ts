@@ -77,7 +77,11 @@ export async function readConfigFile(file: string, required: boolean): Promise<P
     if (!key) throw invalidArgument(`the following directives don't match any configuration option: ${k}`);
     const want = typeof defaults[key];
     const isList = Array.isArray(defaults[key]);
-    if (isList ? !Array.isArray(v) || !v.every((x) => typeof x === 'string') : typeof v !== want && want !== 'undefined')
+    if (
+      isList
+        ? !Array.isArray(v) || !v.every((x) => typeof x === 'string')
+        : typeof v !== want && want !== 'undefined'
+    )
       throw invalidArgument(`invalid type for "${k}" in ${file}`);
     out[key] = v;
   }
@@ -102,7 +106,8 @@ export function parseHost(h: string): Listener {
     const port = u.port ? Number(u.port) : 2375;
     return { kind: 'tcp', host, port };
   }
-  if (h.startsWith('fd://')) throw invalidArgument('fd:// hosts are not supported (no systemd socket activation)');
+  if (h.startsWith('fd://'))
+    throw invalidArgument('fd:// hosts are not supported (no systemd socket activation)');
   throw invalidArgument(`invalid host "${h}": use unix:///path or tcp://host:port`);
 }
 

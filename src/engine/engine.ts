@@ -35,7 +35,12 @@ export class Engine {
     this.id = id;
     this.content = new FileContentStore(path.join(config.dataRoot, 'content'));
     this.snapshots = new OverlaySnapshotter(path.join(config.dataRoot, 'snapshots'));
-    this.images = new ImageStore(path.join(config.dataRoot, 'image'), this.content, this.snapshots, this.events);
+    this.images = new ImageStore(
+      path.join(config.dataRoot, 'image'),
+      this.content,
+      this.snapshots,
+      this.events,
+    );
   }
 
   /** Creates the data root and recovers whatever a crash left behind. */

@@ -64,7 +64,10 @@ export function buildHelloWorld(): GeneratedImage {
       config: {
         Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
         Cmd: ['/hello'],
-        Labels: { 'org.opencontainers.image.title': 'hello-world', 'org.opencontainers.image.vendor': 'Berth' },
+        Labels: {
+          'org.opencontainers.image.title': 'hello-world',
+          'org.opencontainers.image.vendor': 'Berth',
+        },
       },
       rootfs: { type: 'layers', diff_ids: [layerDigest] },
       history: [{ created: HELLO_CREATED, created_by: 'berth: generated /hello (x86-64, hand-assembled)' }],
@@ -75,8 +78,14 @@ export function buildHelloWorld(): GeneratedImage {
     JSON.stringify({
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: layer.length }],
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: configDigest,
+        size: config.length,
+      },
+      layers: [
+        { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: layer.length },
+      ],
     }),
   );
   const manifestDigest = sha256Digest(manifest);

@@ -44,7 +44,10 @@ export class Router {
     this.routes.push({ method, re: new RegExp(`^${re}/?$`), keys, handler });
   }
 
-  match(method: string, path: string): { handler: Handler; params: Record<string, string> } | 'method' | undefined {
+  match(
+    method: string,
+    path: string,
+  ): { handler: Handler; params: Record<string, string> } | 'method' | undefined {
     let pathMatched = false;
     for (const r of this.routes) {
       const m = r.re.exec(path);
@@ -157,7 +160,8 @@ export function parseFilters(q: URLSearchParams): Record<string, string[]> {
   } catch {
     throw invalidArgument(`invalid filter: ${raw}`);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidArgument(`invalid filter: ${raw}`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw invalidArgument(`invalid filter: ${raw}`);
   const out: Record<string, string[]> = {};
   for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
     if (Array.isArray(val)) out[k] = val.map(String);
@@ -172,7 +176,8 @@ export function parseFilters(q: URLSearchParams): Record<string, string[]> {
 
 /** Rejects filter keys an endpoint does not know, like Docker (`invalid filter 'x'`). */
 export function checkFilterKeys(filters: Record<string, string[]>, allowed: string[]): void {
-  for (const k of Object.keys(filters)) if (!allowed.includes(k)) throw invalidArgument(`invalid filter '${k}'`);
+  for (const k of Object.keys(filters))
+    if (!allowed.includes(k)) throw invalidArgument(`invalid filter '${k}'`);
 }
 
 /** A JSON message stream (pull, push, build, load): one chunk per message, `\r\n`-terminated. */

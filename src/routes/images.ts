@@ -8,14 +8,7 @@ import { importImage, loadImages, saveImages } from '../engine/images/archive.js
 import type { Image, ImageFilters } from '../engine/images/images.js';
 import type { HistoryEntry } from '../engine/images/manifest.js';
 import { parsePlatformOption } from '../engine/images/manifest.js';
-import {
-  checkFilterKeys,
-  JsonStream,
-  parseFilters,
-  queryBool,
-  type Router,
-  sendJson,
-} from './http.js';
+import { checkFilterKeys, JsonStream, parseFilters, queryBool, type Router, sendJson } from './http.js';
 
 export function imageRoutes(router: Router, engine: Engine): void {
   const images = engine.images;
@@ -25,7 +18,11 @@ export function imageRoutes(router: Router, engine: Engine): void {
     const filters = imageFilters(parseFilters(ctx.query));
     const all = queryBool(ctx.query, 'all');
     const list = images.list({ all, filters });
-    sendJson(ctx.res, 200, list.map((img) => imageSummary(img)));
+    sendJson(
+      ctx.res,
+      200,
+      list.map((img) => imageSummary(img)),
+    );
   });
 
   router.add('POST', '/images/load', async (ctx) => {
@@ -62,7 +59,8 @@ export function imageRoutes(router: Router, engine: Engine): void {
     if (fromSrc === null) {
       throw notImplemented('pulling images is not supported yet');
     }
-    if (fromSrc !== '-') throw invalidArgument('importing from a URL is not supported; send the tarball as the body');
+    if (fromSrc !== '-')
+      throw invalidArgument('importing from a URL is not supported; send the tarball as the body');
     const repo = ctx.query.get('repo') ?? '';
     const tag = ctx.query.get('tag') ?? '';
     let ref: string | undefined;
@@ -117,7 +115,6 @@ export function imageRoutes(router: Router, engine: Engine): void {
     });
     sendJson(ctx.res, 200, results);
   });
-
 }
 
 function imageFilters(f: Record<string, string[]>): ImageFilters {

@@ -40,7 +40,9 @@ export function systemRoutes(router: Router, engine: Engine): void {
     await new Promise<void>((resolve) => {
       const off = engine.events.subscribe((ev) => res.write(JSON.stringify(ev) + '\n'));
       const timer =
-        untilSec !== undefined ? setTimeout(() => res.end(), Math.max(0, untilSec * 1000 - Date.now())) : undefined;
+        untilSec !== undefined
+          ? setTimeout(() => res.end(), Math.max(0, untilSec * 1000 - Date.now()))
+          : undefined;
       const done = () => {
         off();
         if (timer) clearTimeout(timer);

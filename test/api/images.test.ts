@@ -29,7 +29,8 @@ test('GET /images/json lists the loaded image with Docker fields', async () => {
   const img = list[0];
   assert.deepEqual(img.RepoTags, ['busybox:1.38.0-musl']);
   assert.match(img.Id, /^sha256:654fc8fd[a-f0-9]{56}$/);
-  for (const k of ['Created', 'Size', 'SharedSize', 'Labels', 'ParentId', 'RepoDigests', 'Containers']) assert.ok(k in img, k);
+  for (const k of ['Created', 'Size', 'SharedSize', 'Labels', 'ParentId', 'RepoDigests', 'Containers'])
+    assert.ok(k in img, k);
 });
 
 test('inspect by name, id, short id; 404 in Docker wording', async () => {
@@ -50,14 +51,26 @@ test('inspect by name, id, short id; 404 in Docker wording', async () => {
 });
 
 test('tag, filter by reference and label, untag vs delete', async () => {
-  const t = await request(d, 'POST', '/v1.41/images/busybox:1.38.0-musl/tag?repo=localhost:5000/team/bb&tag=v1');
+  const t = await request(
+    d,
+    'POST',
+    '/v1.41/images/busybox:1.38.0-musl/tag?repo=localhost:5000/team/bb&tag=v1',
+  );
   assert.equal(t.status, 201);
   const filtered = json(
-    (await request(d, 'GET', `/images/json?filters=${encodeURIComponent('{"reference":{"localhost:5000/team/*":true}}')}`)).body,
+    (
+      await request(
+        d,
+        'GET',
+        `/images/json?filters=${encodeURIComponent('{"reference":{"localhost:5000/team/*":true}}')}`,
+      )
+    ).body,
   );
   assert.equal(filtered.length, 1);
   assert.deepEqual(filtered[0].RepoTags, ['localhost:5000/team/bb:v1']);
-  const byLabel = json((await request(d, 'GET', `/images/json?filters=${encodeURIComponent('{"label":["nope=1"]}')}`)).body);
+  const byLabel = json(
+    (await request(d, 'GET', `/images/json?filters=${encodeURIComponent('{"label":["nope=1"]}')}`)).body,
+  );
   assert.equal(byLabel.length, 0);
   const untag = await request(d, 'DELETE', '/images/localhost:5000/team/bb:v1');
   assert.equal(untag.status, 200);
@@ -91,7 +104,12 @@ test('history is newest first with the image id on top', async () => {
 
 test('a malformed archive is a 400 and changes nothing', async () => {
   const before = json((await request(d, 'GET', '/images/json')).body).length;
-  const r = await request(d, 'POST', '/images/load', Buffer.from('this is not a tar archive at all'.repeat(40)));
+  const r = await request(
+    d,
+    'POST',
+    '/images/load',
+    Buffer.from('this is not a tar archive at all'.repeat(40)),
+  );
   assert.equal(r.status, 400, r.body.toString());
   assert.ok(json(r.body).message.length > 0);
   const truncated = readFileSync(ARCHIVE).subarray(0, 300_000);

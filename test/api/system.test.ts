@@ -37,7 +37,10 @@ test('too new and too old API versions are refused like Docker', async () => {
   const hi = await request(d, 'GET', '/v1.99/version');
   assert.equal(hi.status, 400);
   assert.equal(hi.headers['content-type'], 'application/json');
-  assert.match(JSON.parse(hi.body.toString()).message, /client version 1.99 is too new. Maximum supported API version is 1.41/);
+  assert.match(
+    JSON.parse(hi.body.toString()).message,
+    /client version 1.99 is too new. Maximum supported API version is 1.41/,
+  );
   const lo = await request(d, 'GET', '/v1.12/version');
   assert.equal(lo.status, 400);
   assert.match(JSON.parse(lo.body.toString()).message, /too old/);
@@ -52,20 +55,37 @@ test('unknown routes are 404 with a JSON message', async () => {
 test('/info has the fields clients read', async () => {
   const r = await request(d, 'GET', '/info');
   const info = JSON.parse(r.body.toString());
-  for (const k of ['ID', 'Images', 'Driver', 'ServerVersion', 'OperatingSystem', 'OSType', 'Architecture', 'NCPU', 'MemTotal', 'Runtimes', 'Labels', 'IndexServerAddress'])
+  for (const k of [
+    'ID',
+    'Images',
+    'Driver',
+    'ServerVersion',
+    'OperatingSystem',
+    'OSType',
+    'Architecture',
+    'NCPU',
+    'MemTotal',
+    'Runtimes',
+    'Labels',
+    'IndexServerAddress',
+  ])
     assert.ok(k in info, k);
   assert.equal(info.DockerRootDir, d.dataRoot);
 });
 
-test('the real docker CLI: version and info', { skip: !existsSync(DOCKER_CLI) && 'docker CLI not installed' }, async () => {
-  const v = await docker(d, ['version']);
-  assert.equal(v.code, 0, v.stderr);
-  assert.match(v.stdout, /API version:\s+1\.41 \(downgraded from 1\.\d+\)/);
-  assert.match(v.stdout, /Engine:/);
-  const i = await docker(d, ['info', '--format', '{{.ServerVersion}} {{.OSType}}']);
-  assert.equal(i.code, 0, i.stderr);
-  assert.equal(i.stdout.trim(), '0.1.0 linux');
-});
+test(
+  'the real docker CLI: version and info',
+  { skip: !existsSync(DOCKER_CLI) && 'docker CLI not installed' },
+  async () => {
+    const v = await docker(d, ['version']);
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stdout, /API version:\s+1\.41 \(downgraded from 1\.\d+\)/);
+    assert.match(v.stdout, /Engine:/);
+    const i = await docker(d, ['info', '--format', '{{.ServerVersion}} {{.OSType}}']);
+    assert.equal(i.code, 0, i.stderr);
+    assert.equal(i.stdout.trim(), '0.1.0 linux');
+  },
+);
 
 test('SIGTERM shuts the daemon down cleanly and removes its socket', async () => {
   const d2 = await startDaemon();

@@ -90,7 +90,12 @@ test('berth save | berth load round trip and import from stdin', async () => {
 
 test('the CLI starts berthd itself when the default socket does not answer', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'berth-autostart-'));
-  const env = { BERTH_EXEC_ROOT: path.join(dir, 'run'), BERTH_DATA_ROOT: path.join(dir, 'data'), BERTH_HOST: '', DOCKER_HOST: '' };
+  const env = {
+    BERTH_EXEC_ROOT: path.join(dir, 'run'),
+    BERTH_DATA_ROOT: path.join(dir, 'data'),
+    BERTH_HOST: '',
+    DOCKER_HOST: '',
+  };
   try {
     const r = await run(process.execPath, [BERTH, 'images', '-q'], { env });
     assert.equal(r.code, 0, r.stderr);

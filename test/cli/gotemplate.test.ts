@@ -24,7 +24,10 @@ test('functions, pipelines, if/else, range, with, trimming', () => {
   assert.equal(renderTemplate('{{join .Config.Cmd " "}}', data), 'sh -c a<b');
   assert.equal(renderTemplate('{{.Name | upper}}', data), 'WEB');
   assert.equal(renderTemplate('{{if eq .State "running"}}up{{else}}down{{end}}', data), 'up');
-  assert.equal(renderTemplate('{{if eq .State "exited"}}a{{else if eq .State "running"}}b{{else}}c{{end}}', data), 'b');
+  assert.equal(
+    renderTemplate('{{if eq .State "exited"}}a{{else if eq .State "running"}}b{{else}}c{{end}}', data),
+    'b',
+  );
   assert.equal(renderTemplate('{{range .Ports}}[{{.}}]{{end}}', data), '[80][443]');
   assert.equal(renderTemplate('{{with .Labels}}{{.app}}{{end}}', data), 'x');
   assert.equal(renderTemplate('a  {{- .ID -}}  b', data), 'aabcb');
@@ -40,8 +43,20 @@ test('unknown fields fail like Go; lenient mode prints <no value>', () => {
 });
 
 test('tables and units', () => {
-  assert.equal(formatTable([['A', 'BB'], ['longer value', 'x']]), 'A              BB\nlonger value   x\n');
-  assert.equal(formatTable([['ID', 'NAME'], ['1', 'n']]), 'ID        NAME\n1         n\n');
+  assert.equal(
+    formatTable([
+      ['A', 'BB'],
+      ['longer value', 'x'],
+    ]),
+    'A              BB\nlonger value   x\n',
+  );
+  assert.equal(
+    formatTable([
+      ['ID', 'NAME'],
+      ['1', 'n'],
+    ]),
+    'ID        NAME\n1         n\n',
+  );
   assert.equal(humanSize(0), '0B');
   assert.equal(humanSize(999), '999B');
   assert.equal(humanSize(1000), '1kB');

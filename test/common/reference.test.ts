@@ -27,7 +27,21 @@ test('references normalize like Docker', () => {
 });
 
 test('invalid references are refused in Docker words', () => {
-  for (const bad of ['', ':tag', 'UPPER', 'UPPER/Case', 'a//b', 'a/', '-a', 'a-', 'a:b:c', 'a@sha256:short', 'a:' + 'x'.repeat(129), 'a b', `${'a'.repeat(64)}`])
+  for (const bad of [
+    '',
+    ':tag',
+    'UPPER',
+    'UPPER/Case',
+    'a//b',
+    'a/',
+    '-a',
+    'a-',
+    'a:b:c',
+    'a@sha256:short',
+    'a:' + 'x'.repeat(129),
+    'a b',
+    `${'a'.repeat(64)}`,
+  ])
     assert.throws(() => parseReference(bad), /invalid reference format/, JSON.stringify(bad));
   assert.throws(() => parseReference('UPPER/Case'), /must be lowercase/);
   assert.throws(() => parseReference('a'.repeat(256)), /not be more than 255 characters/);

@@ -32,7 +32,13 @@ test('docker load, images, tag, inspect, history, save|load, rmi, import', { ski
   const fmt = await docker(d, ['images', '--format', '{{.Repository}}:{{.Tag}}']);
   assert.deepEqual(fmt.stdout.trim().split('\n').sort(), ['busybox:1.38.0-musl', 'example.com:5000/x/bb:2']);
 
-  const inspect = await docker(d, ['image', 'inspect', '-f', '{{.Os}}/{{.Architecture}} {{json .Config.Cmd}}', 'busybox:1.38.0-musl']);
+  const inspect = await docker(d, [
+    'image',
+    'inspect',
+    '-f',
+    '{{.Os}}/{{.Architecture}} {{json .Config.Cmd}}',
+    'busybox:1.38.0-musl',
+  ]);
   assert.equal(inspect.code, 0, inspect.stderr);
   assert.equal(inspect.stdout.trim(), 'linux/amd64 ["sh"]');
   const noSuch = await docker(d, ['image', 'inspect', 'nosuch']);

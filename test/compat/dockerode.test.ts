@@ -15,7 +15,9 @@ after(async () => {
 
 test('dockerode: load, list, inspect, tag, remove', async () => {
   const client = new Docker({ socketPath: d.socket });
-  const stream = await client.loadImage(createReadStream(path.join(FIXTURES, 'busybox-1.38.0-musl-docker-archive.tar')));
+  const stream = await client.loadImage(
+    createReadStream(path.join(FIXTURES, 'busybox-1.38.0-musl-docker-archive.tar')),
+  );
   const out = await new Promise<string>((resolve, reject) => {
     let s = '';
     stream.on('data', (c: Buffer) => (s += c.toString()));
@@ -34,7 +36,10 @@ test('dockerode: load, list, inspect, tag, remove', async () => {
   assert.equal(tagged.Id, info.Id);
   const removed = (await client.getImage('mine/bb:x').remove()) as { Untagged?: string }[];
   assert.deepEqual(removed, [{ Untagged: 'mine/bb:x' }]);
-  await assert.rejects(client.getImage('nosuch:1').inspect(), (e: { statusCode?: number }) => e.statusCode === 404);
+  await assert.rejects(
+    client.getImage('nosuch:1').inspect(),
+    (e: { statusCode?: number }) => e.statusCode === 404,
+  );
   await client.getImage('busybox:1.38.0-musl').remove({ force: true });
   assert.equal((await client.listImages()).length, 0);
 });

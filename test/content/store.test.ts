@@ -23,11 +23,17 @@ test('ingest verifies digest and size, stores atomically, reads back', () =>
   withStore(async (s) => {
     const data = Buffer.from('hello berth');
     const digest = sha256Digest(data);
-    const info = await s.ingest(Readable.from([data.subarray(0, 3), data.subarray(3)]), { digest, size: data.length });
+    const info = await s.ingest(Readable.from([data.subarray(0, 3), data.subarray(3)]), {
+      digest,
+      size: data.length,
+    });
     assert.deepEqual(info, { digest, size: data.length });
     assert.equal(await s.has(digest), true);
     assert.deepEqual(await s.read(digest), data);
-    assert.deepEqual((await s.list()).map((b) => b.digest), [digest]);
+    assert.deepEqual(
+      (await s.list()).map((b) => b.digest),
+      [digest],
+    );
   }));
 
 test('a digest mismatch keeps nothing', () =>

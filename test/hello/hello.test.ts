@@ -44,7 +44,8 @@ test('the OCI layout is valid: every blob matches its name, sizes match', async 
   try {
     await writeOciLayout(buildHelloWorld(), dir);
     const blobs = path.join(dir, 'blobs', 'sha256');
-    for (const name of readdirSync(blobs)) assert.equal(sha256Digest(readFileSync(path.join(blobs, name))), `sha256:${name}`);
+    for (const name of readdirSync(blobs))
+      assert.equal(sha256Digest(readFileSync(path.join(blobs, name))), `sha256:${name}`);
     const top = JSON.parse(readFileSync(path.join(dir, 'index.json'), 'utf8'));
     const read = (d: string) => readFileSync(path.join(blobs, d.slice(7)));
     const idx = JSON.parse(read(top.manifests[0].digest).toString());

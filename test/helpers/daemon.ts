@@ -25,7 +25,10 @@ export interface TestDaemon {
   stop(): Promise<void>;
 }
 
-export async function startDaemon(extraArgs: string[] = [], config: Record<string, unknown> = {}): Promise<TestDaemon> {
+export async function startDaemon(
+  extraArgs: string[] = [],
+  config: Record<string, unknown> = {},
+): Promise<TestDaemon> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
   writeFileSync(path.join(dir, 'daemon.json'), JSON.stringify(config));
   const dataRoot = path.join(dir, 'data');
@@ -138,12 +141,23 @@ export function run(
 }
 
 /** The berth CLI against a test daemon. */
-export function berth(d: TestDaemon, args: string[], opts: { input?: Buffer | string } = {}): Promise<RunResult> {
-  return run(process.execPath, [BERTH, '-H', d.host, ...args], { ...opts, env: { BERTH_HOST: '', DOCKER_HOST: '' } });
+export function berth(
+  d: TestDaemon,
+  args: string[],
+  opts: { input?: Buffer | string } = {},
+): Promise<RunResult> {
+  return run(process.execPath, [BERTH, '-H', d.host, ...args], {
+    ...opts,
+    env: { BERTH_HOST: '', DOCKER_HOST: '' },
+  });
 }
 
 /** The real docker CLI against a test daemon. */
-export function docker(d: TestDaemon, args: string[], opts: { input?: Buffer | string } = {}): Promise<RunResult> {
+export function docker(
+  d: TestDaemon,
+  args: string[],
+  opts: { input?: Buffer | string } = {},
+): Promise<RunResult> {
   return run(DOCKER_CLI, ['-H', d.host, ...args], {
     ...opts,
     env: { DOCKER_CONFIG: path.join(d.dir, 'docker-config'), DOCKER_CLI_HINTS: 'false' },
@@ -162,7 +176,9 @@ export function request(
     const req = http.request({ socketPath: d.socket, path: urlPath, method, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+      );
     });
     req.on('error', reject);
     req.end(body);

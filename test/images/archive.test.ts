@@ -39,20 +39,30 @@ const invalid = (re: RegExp) => (e: unknown) => {
 
 test('load: docker archive and OCI layout of the same image give the same id', () =>
   withDeps(async (deps, dir) => {
-    const r = await loadImages(deps, createReadStream(path.join(FIXTURES, 'busybox-1.38.0-musl-docker-archive.tar')));
+    const r = await loadImages(
+      deps,
+      createReadStream(path.join(FIXTURES, 'busybox-1.38.0-musl-docker-archive.tar')),
+    );
     assert.deepEqual(r.loaded, ['busybox:1.38.0-musl']);
     const img = deps.images.resolve('busybox:1.38.0-musl');
     assert.equal(img.record.id, BUSYBOX_ID);
     assert.ok(existsSync(path.join(deps.snapshots.lowerDirs(img.record.chainId!)[0], 'bin', 'busybox')));
-    const again = await loadImages(deps, createReadStream(path.join(FIXTURES, 'busybox-1.38.0-musl-docker-archive.tar')));
+    const again = await loadImages(
+      deps,
+      createReadStream(path.join(FIXTURES, 'busybox-1.38.0-musl-docker-archive.tar')),
+    );
     assert.deepEqual(again.loaded, r.loaded);
     assert.equal(deps.images.list().length, 1);
     const ociTar = path.join(dir, 'oci.tar');
     execFileSync('tar', ['-cf', ociTar, '-C', path.join(FIXTURES, 'busybox-1.38.0-musl-oci'), '.']);
     const oci = await loadImages(deps, createReadStream(ociTar));
-    assert.equal(deps.images.resolve(oci.loaded[0].startsWith('sha256:') ? oci.loaded[0] : oci.loaded[0]).record.id, BUSYBOX_ID);
     assert.equal(
-      deps.images.resolve('busybox@sha256:a34ce92094b7b100a98fbd21411a92825f6827b1bc5f6918c253516c90556998').record.id,
+      deps.images.resolve(oci.loaded[0].startsWith('sha256:') ? oci.loaded[0] : oci.loaded[0]).record.id,
+      BUSYBOX_ID,
+    );
+    assert.equal(
+      deps.images.resolve('busybox@sha256:a34ce92094b7b100a98fbd21411a92825f6827b1bc5f6918c253516c90556998')
+        .record.id,
       BUSYBOX_ID,
     );
   }));
@@ -63,11 +73,13 @@ test('save then load into a fresh store round-trips; skopeo reads the archive', 
     await deps.images.tag('busybox:1.38.0-musl', 'extra:tag');
     const out = path.join(dir, 'saved.tar');
     const chunks: Buffer[] = [];
-    for await (const c of await saveImages(deps, ['busybox:1.38.0-musl', 'extra:tag'])) chunks.push(c as Buffer);
+    for await (const c of await saveImages(deps, ['busybox:1.38.0-musl', 'extra:tag']))
+      chunks.push(c as Buffer);
     const saved = Buffer.concat(chunks);
     require_write(out, saved);
     const list = execFileSync('tar', ['-tf', out]).toString().split('\n');
-    for (const f of ['manifest.json', 'index.json', 'oci-layout', 'repositories']) assert.ok(list.includes(f), f);
+    for (const f of ['manifest.json', 'index.json', 'oci-layout', 'repositories'])
+      assert.ok(list.includes(f), f);
     const manifest = JSON.parse(execFileSync('tar', ['-xOf', out, 'manifest.json']).toString());
     assert.deepEqual(manifest[0].RepoTags.sort(), ['busybox:1.38.0-musl', 'extra:tag']);
     const layer = execFileSync('tar', ['-xOf', out, manifest[0].Layers[0]], { maxBuffer: 1 << 26 });
@@ -78,10 +90,15 @@ test('save then load into a fresh store round-trips; skopeo reads the archive', 
       assert.equal(fresh.images.resolve('extra:tag').record.id, BUSYBOX_ID);
     });
     if (existsSync('/usr/bin/skopeo')) {
-      const info = JSON.parse(execFileSync('skopeo', ['inspect', `docker-archive:${out}:busybox:1.38.0-musl`]).toString());
+      const info = JSON.parse(
+        execFileSync('skopeo', ['inspect', `docker-archive:${out}:busybox:1.38.0-musl`]).toString(),
+      );
       assert.equal(info.Os, 'linux');
     }
-    await assert.rejects(saveImages(deps, ['nosuch']), (e: unknown) => e instanceof BerthError && e.kind === 'NotFound');
+    await assert.rejects(
+      saveImages(deps, ['nosuch']),
+      (e: unknown) => e instanceof BerthError && e.kind === 'NotFound',
+    );
   }));
 
 function require_write(p: string, data: Buffer): void {
@@ -90,11 +107,24 @@ function require_write(p: string, data: Buffer): void {
 
 test('import a rootfs with changes', () =>
   withDeps(async (deps) => {
-    const id = await importImage(deps, createReadStream(path.join(FIXTURES, 'alpine-minirootfs-3.20.3-x86_64.tar.gz')), {
-      changes: ['CMD ["/bin/sh"]', 'ENV A=1', 'EXPOSE 80 53/udp', 'LABEL a=b "c d"=e', 'USER nobody', 'VOLUME /data', 'WORKDIR /w', 'ENTRYPOINT echo hi'],
-      message: 'msg',
-      tag: 'alp:1',
-    });
+    const id = await importImage(
+      deps,
+      createReadStream(path.join(FIXTURES, 'alpine-minirootfs-3.20.3-x86_64.tar.gz')),
+      {
+        changes: [
+          'CMD ["/bin/sh"]',
+          'ENV A=1',
+          'EXPOSE 80 53/udp',
+          'LABEL a=b "c d"=e',
+          'USER nobody',
+          'VOLUME /data',
+          'WORKDIR /w',
+          'ENTRYPOINT echo hi',
+        ],
+        message: 'msg',
+        tag: 'alp:1',
+      },
+    );
     const img = deps.images.resolve('alp:1');
     assert.equal(img.record.id, id);
     const c = img.config.config!;
@@ -106,7 +136,9 @@ test('import a rootfs with changes', () =>
     assert.equal(c.User, 'nobody');
     assert.deepEqual(Object.keys(c.Volumes!), ['/data']);
     assert.equal(img.config.history?.[0].comment, 'msg');
-    assert.ok(existsSync(path.join(deps.snapshots.lowerDirs(img.record.chainId!)[0], 'etc', 'alpine-release')));
+    assert.ok(
+      existsSync(path.join(deps.snapshots.lowerDirs(img.record.chainId!)[0], 'etc', 'alpine-release')),
+    );
   }));
 
 test('bad archives are refused and add nothing', () =>
@@ -119,8 +151,18 @@ test('bad archives are refused and add nothing', () =>
       [
         'missing layer',
         await makeTar([
-          { name: 'c.json', data: JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256Digest('x')] } }) },
-          { name: 'manifest.json', data: JSON.stringify([{ Config: 'c.json', RepoTags: ['x:1'], Layers: ['nope/layer.tar'] }]) },
+          {
+            name: 'c.json',
+            data: JSON.stringify({
+              architecture: 'amd64',
+              os: 'linux',
+              rootfs: { type: 'layers', diff_ids: [sha256Digest('x')] },
+            }),
+          },
+          {
+            name: 'manifest.json',
+            data: JSON.stringify([{ Config: 'c.json', RepoTags: ['x:1'], Layers: ['nope/layer.tar'] }]),
+          },
         ]),
         /layer "nope\/layer.tar" not found/,
       ],
@@ -128,8 +170,18 @@ test('bad archives are refused and add nothing', () =>
         'layer not matching its diff id',
         await makeTar([
           { name: 'l.tar', data: await makeTar([{ name: 'f', data: 'real' }]) },
-          { name: 'c.json', data: JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256Digest('other')] } }) },
-          { name: 'manifest.json', data: JSON.stringify([{ Config: 'c.json', RepoTags: ['x:1'], Layers: ['l.tar'] }]) },
+          {
+            name: 'c.json',
+            data: JSON.stringify({
+              architecture: 'amd64',
+              os: 'linux',
+              rootfs: { type: 'layers', diff_ids: [sha256Digest('other')] },
+            }),
+          },
+          {
+            name: 'manifest.json',
+            data: JSON.stringify([{ Config: 'c.json', RepoTags: ['x:1'], Layers: ['l.tar'] }]),
+          },
         ]),
         /diff id mismatch/,
       ],
@@ -138,10 +190,20 @@ test('bad archives are refused and add nothing', () =>
         await makeTar([{ name: `blobs/sha256/${'b'.repeat(64)}`, data: 'not that' }]),
         /digest mismatch/,
       ],
-      ['bad reference in RepoTags', await makeTar([{ name: 'manifest.json', data: JSON.stringify([{ Config: 'c', RepoTags: ['BAD/Ref'], Layers: [] }]) }]), /config "c" not found|invalid reference/],
+      [
+        'bad reference in RepoTags',
+        await makeTar([
+          {
+            name: 'manifest.json',
+            data: JSON.stringify([{ Config: 'c', RepoTags: ['BAD/Ref'], Layers: [] }]),
+          },
+        ]),
+        /config "c" not found|invalid reference/,
+      ],
       ['not a tar', Buffer.from('hello world, definitely not a tar archive '.repeat(30)), /invalid archive/],
     ];
-    for (const [what, data, re] of cases) await assert.rejects(loadImages(deps, Readable.from([data])), invalid(re), what);
+    for (const [what, data, re] of cases)
+      await assert.rejects(loadImages(deps, Readable.from([data])), invalid(re), what);
     const mtIndex = JSON.stringify({
       schemaVersion: 2,
       manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: '', size: 0 }],
@@ -151,7 +213,11 @@ test('bad archives are refused and add nothing', () =>
       JSON.stringify({
         schemaVersion: 2,
         mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256Digest('{}'), size: 2 },
+        config: {
+          mediaType: 'application/vnd.oci.image.config.v1+json',
+          digest: sha256Digest('{}'),
+          size: 2,
+        },
         layers: [{ mediaType: 'application/x-weird', digest: sha256Digest('x'), size: 1 }],
       }),
     );
@@ -160,13 +226,27 @@ test('bad archives are refused and add nothing', () =>
       { name: `blobs/sha256/${sha256Digest(manifest).slice(7)}`, data: manifest },
       {
         name: 'index.json',
-        data: JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256Digest(manifest), size: manifest.length }] }),
+        data: JSON.stringify({
+          schemaVersion: 2,
+          manifests: [
+            {
+              mediaType: 'application/vnd.oci.image.manifest.v1+json',
+              digest: sha256Digest(manifest),
+              size: manifest.length,
+            },
+          ],
+        }),
       },
     ]);
     await assert.rejects(loadImages(deps, Readable.from([weird])), invalid(/unsupported layer media type/));
-    await assert.rejects(importImage(deps, Readable.from([Buffer.from('x'.repeat(2000))]), { changes: ['BOGUS x'] }), invalid(/./));
     await assert.rejects(
-      importImage(deps, createReadStream(path.join(FIXTURES, 'alpine-minirootfs-3.20.3-x86_64.tar.gz')), { changes: ['FROB x'] }),
+      importImage(deps, Readable.from([Buffer.from('x'.repeat(2000))]), { changes: ['BOGUS x'] }),
+      invalid(/./),
+    );
+    await assert.rejects(
+      importImage(deps, createReadStream(path.join(FIXTURES, 'alpine-minirootfs-3.20.3-x86_64.tar.gz')), {
+        changes: ['FROB x'],
+      }),
       invalid(/FROB is not a valid change command/),
     );
     assert.equal(deps.images.list({ all: true }).length, 0);

@@ -18,7 +18,10 @@ import { makeTar, type TarEntry } from '../helpers/tar.js';
 
 type Factory = (root: string) => Promise<Snapshotter>;
 
-async function withSnapshotter(factory: Factory, fn: (s: Snapshotter, root: string) => Promise<void>): Promise<void> {
+async function withSnapshotter(
+  factory: Factory,
+  fn: (s: Snapshotter, root: string) => Promise<void>,
+): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'berth-snap-'));
   try {
     await fn(await factory(path.join(root, 'store')), root);
@@ -68,7 +71,8 @@ export function snapshotterSuite(name: string, factory: Factory): void {
       assert.equal(info.diffId, sha256Digest(t));
       assert.equal(readFileSync(path.join(s.lowerDirs(info.chainId)[0], 'z.txt'), 'utf8'), 'zstd!');
       void root;
-    }));
+    }),
+  );
 
   test(`${name}: whiteouts and opaque dirs give the merged view overlayfs should`, () =>
     withSnapshotter(factory, async (s, root) => {
@@ -106,7 +110,10 @@ export function snapshotterSuite(name: string, factory: Factory): void {
         await s.unmount(target);
       }
       await s.removeActive('c1');
-      await assert.rejects(s.remove(i1.chainId), (e: unknown) => e instanceof BerthError && e.kind === 'Conflict');
+      await assert.rejects(
+        s.remove(i1.chainId),
+        (e: unknown) => e instanceof BerthError && e.kind === 'Conflict',
+      );
       await s.remove(i2.chainId);
       await s.remove(i1.chainId);
       assert.equal(s.list().length, 0);
@@ -114,7 +121,9 @@ export function snapshotterSuite(name: string, factory: Factory): void {
 
   test(`${name}: concurrent applies of the same layer end in one layer`, () =>
     withSnapshotter(factory, async (s) => {
-      const t = await makeTar(Array.from({ length: 50 }, (_, i) => ({ name: `f${i}`, data: `x${i}` }) as TarEntry));
+      const t = await makeTar(
+        Array.from({ length: 50 }, (_, i) => ({ name: `f${i}`, data: `x${i}` }) as TarEntry),
+      );
       const infos = await Promise.all([1, 2, 3, 4].map(() => s.apply(null, Readable.from([t]))));
       assert.ok(infos.every((i) => i.chainId === infos[0].chainId));
       assert.equal(s.list().length, 1);
@@ -131,9 +140,21 @@ export function snapshotterSuite(name: string, factory: Factory): void {
       ],
       /is a symlink/,
     ],
-    ['a relative symlink escaping', [{ name: 'a/b', type: 'symlink', linkname: '../../../etc/passwd' }], /escapes the layer/],
-    ['a hardlink outside', [{ name: 'h', type: 'link', linkname: '../../etc/passwd' }], /escapes the layer root/],
-    ['a hardlink to a missing file', [{ name: 'h', type: 'link', linkname: 'etc/shadow' }], /not in the layer/],
+    [
+      'a relative symlink escaping',
+      [{ name: 'a/b', type: 'symlink', linkname: '../../../etc/passwd' }],
+      /escapes the layer/,
+    ],
+    [
+      'a hardlink outside',
+      [{ name: 'h', type: 'link', linkname: '../../etc/passwd' }],
+      /escapes the layer root/,
+    ],
+    [
+      'a hardlink to a missing file',
+      [{ name: 'h', type: 'link', linkname: 'etc/shadow' }],
+      /not in the layer/,
+    ],
     [
       'a hardlink through a symlink',
       [
@@ -142,7 +163,11 @@ export function snapshotterSuite(name: string, factory: Factory): void {
       ],
       /is a symlink/,
     ],
-    ['a char device', [{ name: 'dev/mem', type: 'character-device', devmajor: 1, devminor: 1 }], /device nodes/],
+    [
+      'a char device',
+      [{ name: 'dev/mem', type: 'character-device', devmajor: 1, devminor: 1 }],
+      /device nodes/,
+    ],
     ['a block device', [{ name: 'dev/sda', type: 'block-device', devmajor: 8, devminor: 0 }], /device nodes/],
   ];
   for (const [what, entries, re] of unsafe) {
@@ -168,7 +193,10 @@ export function snapshotterSuite(name: string, factory: Factory): void {
       );
       const gz = gzipSync(t);
       await assert.rejects(s.apply(null, Readable.from([gz.subarray(0, gz.length - 20)])), isInvalid(/./));
-      await assert.rejects(s.apply(null, Readable.from([Buffer.concat([gz.subarray(0, 30), Buffer.alloc(200, 7)])])), isInvalid(/./));
+      await assert.rejects(
+        s.apply(null, Readable.from([Buffer.concat([gz.subarray(0, 30), Buffer.alloc(200, 7)])])),
+        isInvalid(/./),
+      );
       await assert.rejects(s.apply(null, Readable.from([t.subarray(0, 700)])), isInvalid(/./));
       assert.equal(s.list().length, 0);
     }));

@@ -28,7 +28,11 @@ export function parseFilterFlags(flags: string[]): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const f of flags) {
     const eq = f.indexOf('=');
-    if (eq <= 0) throw new ExitError(125, `invalid argument "${f}" for "-f, --filter" flag: bad format of filter (expected name=value)`);
+    if (eq <= 0)
+      throw new ExitError(
+        125,
+        `invalid argument "${f}" for "-f, --filter" flag: bad format of filter (expected name=value)`,
+      );
     (out[f.slice(0, eq)] ??= []).push(f.slice(eq + 1));
   }
   return out;
@@ -40,14 +44,21 @@ function rowsOf(images: ImageSummary[], withDigests: boolean): ImageRow[] {
     const base = { id: img.Id, created: img.Created, size: img.Size, containers: img.Containers };
     const tags = (img.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
     const digests = (img.RepoDigests ?? []).filter((d) => d !== '<none>@<none>');
-    const digestOf = (repo: string) => digests.find((d) => d.startsWith(`${repo}@`))?.split('@')[1] ?? '<none>';
+    const digestOf = (repo: string) =>
+      digests.find((d) => d.startsWith(`${repo}@`))?.split('@')[1] ?? '<none>';
     if (tags.length === 0) {
       if (withDigests && digests.length)
         for (const d of digests) {
           const [repo, digest] = d.split('@');
           rows.push({ ...base, repository: repo, tag: '<none>', digest });
         }
-      else rows.push({ ...base, repository: '<none>', tag: '<none>', digest: digests[0]?.split('@')[1] ?? '<none>' });
+      else
+        rows.push({
+          ...base,
+          repository: '<none>',
+          tag: '<none>',
+          digest: digests[0]?.split('@')[1] ?? '<none>',
+        });
       continue;
     }
     for (const t of tags) {
@@ -125,7 +136,10 @@ function addListOptions(cmd: Command): Command {
     .option('-a, --all', 'show all images (default hides intermediate images)')
     .option('--digests', 'show digests')
     .option('-f, --filter <filter>', 'filter output based on conditions provided', collect, [])
-    .option('--format <format>', "format output using a custom template: 'table', 'table TEMPLATE', 'json', or a Go template")
+    .option(
+      '--format <format>',
+      "format output using a custom template: 'table', 'table TEMPLATE', 'json', or a Go template",
+    )
     .option('--no-trunc', "don't truncate output")
     .option('-q, --quiet', 'only show image IDs');
 }
@@ -147,7 +161,8 @@ async function eachArg(args: string[], fn: (a: string) => Promise<void>): Promis
 function printProgress(m: JsonMessage): void {
   if (typeof m.error === 'string') throw new Error(m.error);
   if (typeof m.stream === 'string') process.stdout.write(m.stream);
-  else if (typeof m.status === 'string') process.stdout.write((m.id ? `${String(m.id)}: ` : '') + m.status + '\n');
+  else if (typeof m.status === 'string')
+    process.stdout.write((m.id ? `${String(m.id)}: ` : '') + m.status + '\n');
 }
 
 export function imageCommands(program: Command, ctx: CliContext): void {
@@ -157,8 +172,13 @@ export function imageCommands(program: Command, ctx: CliContext): void {
     [program, 'images', []],
     [image, 'ls', ['list']],
   ] as const) {
-    addListOptions(parent.command(name).aliases([...aliases]).description('List images').argument('[repository]'))
-      .action((repo: string | undefined, o: ListOpts) => listImages(ctx, repo, o));
+    addListOptions(
+      parent
+        .command(name)
+        .aliases([...aliases])
+        .description('List images')
+        .argument('[repository]'),
+    ).action((repo: string | undefined, o: ListOpts) => listImages(ctx, repo, o));
   }
 
   image
@@ -225,9 +245,11 @@ export function imageCommands(program: Command, ctx: CliContext): void {
       .option('--format <format>', 'format output using a custom template')
       .option('--no-trunc', "don't truncate output")
       .option('-q, --quiet', 'only show image IDs')
-      .action(async (name: string, o: { human: boolean; format?: string; trunc: boolean; quiet?: boolean }) => {
-        await showHistory(await connect(ctx), name, o);
-      });
+      .action(
+        async (name: string, o: { human: boolean; format?: string; trunc: boolean; quiet?: boolean }) => {
+          await showHistory(await connect(ctx), name, o);
+        },
+      );
 
     parent
       .command('load')
@@ -264,7 +286,11 @@ export function imageCommands(program: Command, ctx: CliContext): void {
       .option('-m, --message <message>', 'set commit message for imported image')
       .option('--platform <platform>', 'set platform if server is multi-platform capable')
       .action(
-        async (file: string, repository: string | undefined, o: { change: string[]; message?: string; platform?: string }) => {
+        async (
+          file: string,
+          repository: string | undefined,
+          o: { change: string[]; message?: string; platform?: string },
+        ) => {
           const client = await connect(ctx);
           const input: Readable = file === '-' ? process.stdin : createReadStream(file);
           const { repo, tag } = repository ? splitRepoTag(repository) : { repo: undefined, tag: undefined };
@@ -328,7 +354,8 @@ async function showHistory(
     const flat = s.replace(/\s+/g, ' ');
     return o.trunc && flat.length > 45 ? flat.slice(0, 44) + '…' : flat;
   };
-  const created = (t: number) => (o.human ? since(t) : new Date(t * 1000).toISOString().replace('.000Z', 'Z'));
+  const created = (t: number) =>
+    o.human ? since(t) : new Date(t * 1000).toISOString().replace('.000Z', 'Z');
   const size = (n: number) => (o.human ? humanSize(n) : String(n));
   printRows(
     items,

@@ -25,7 +25,12 @@ export class EventBus {
     this.emitter.setMaxListeners(0);
   }
 
-  publish(type: EngineEvent['Type'], action: string, id: string, attributes: Record<string, string> = {}): void {
+  publish(
+    type: EngineEvent['Type'],
+    action: string,
+    id: string,
+    attributes: Record<string, string> = {},
+  ): void {
     const nowNs = BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n);
     const ev: EngineEvent = {
       Type: type,

@@ -7,8 +7,8 @@ import { type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { createDecompressor, decompressStream, detectCompression, peek } from '../../common/decompress.js';
-import { type Digest, digestHex, isDigest, sha256Digest } from '../../common/digest.js';
-import { BerthError, invalidArgument, notFound } from '../../common/errors.js';
+import { type Digest, digestHex, sha256Digest } from '../../common/digest.js';
+import { BerthError, invalidArgument } from '../../common/errors.js';
 import { familiarString, parseReference, withDefaultTag } from '../../common/reference.js';
 import { cleanEntryName } from '../../common/safetar.js';
 import type { ContentStore } from '../content/content.js';
@@ -140,7 +140,11 @@ async function layerDescriptor(content: ContentStore, digest: Digest): Promise<D
   const head = await peek(content.createReadStream(digest, { start: 0, end: 3 }), 4);
   const kind = detectCompression(head);
   const mediaType =
-    kind === 'gzip' ? MediaType.dockerLayerGzip : kind === 'zstd' ? MediaType.ociLayerZstd : MediaType.dockerLayer;
+    kind === 'gzip'
+      ? MediaType.dockerLayerGzip
+      : kind === 'zstd'
+        ? MediaType.ociLayerZstd
+        : MediaType.dockerLayer;
   return { mediaType, digest, size: info.size };
 }
 
@@ -157,21 +161,29 @@ async function dockerCandidates(deps: ArchiveDeps, a: ArchiveContents): Promise<
     const config = await deps.content.read(configDigest);
     const parsed = parseImageConfig(config);
     if (parsed.rootfs.diff_ids.length !== e.Layers.length)
-      throw badArchive(`image ${i} has ${e.Layers.length} layers but its config lists ${parsed.rootfs.diff_ids.length}`);
+      throw badArchive(
+        `image ${i} has ${e.Layers.length} layers but its config lists ${parsed.rootfs.diff_ids.length}`,
+      );
     const layers: Descriptor[] = [];
     for (const l of e.Layers) {
       const d = typeof l === 'string' ? a.blobs.get(cleanEntryName(l)) : undefined;
       if (!d) throw badArchive(`layer ${JSON.stringify(l)} not found`);
       layers.push(await layerDescriptor(deps.content, d));
     }
-    const tags = Array.isArray(e.RepoTags) ? e.RepoTags.filter((t): t is string => typeof t === 'string') : [];
+    const tags = Array.isArray(e.RepoTags)
+      ? e.RepoTags.filter((t): t is string => typeof t === 'string')
+      : [];
     for (const t of tags) parseReference(t);
     out.push({ config, configDigest, parsed, layers, tags });
   }
   return out;
 }
 
-async function ociCandidates(deps: ArchiveDeps, a: ArchiveContents, platform: Platform): Promise<Candidate[]> {
+async function ociCandidates(
+  deps: ArchiveDeps,
+  a: ArchiveContents,
+  platform: Platform,
+): Promise<Candidate[]> {
   const index = parseIndex(a.meta.get('index.json')!);
   const out: Candidate[] = [];
   for (const top of index.manifests) {
@@ -187,7 +199,8 @@ async function ociCandidates(deps: ArchiveDeps, a: ArchiveContents, platform: Pl
     for (const l of manifest.layers) {
       const info = await deps.content.info(l.digest).catch(() => undefined);
       if (!info) throw badArchive(`layer ${l.digest} not found`);
-      if (info.size !== l.size) throw badArchive(`layer ${l.digest} has size ${info.size}, manifest says ${l.size}`);
+      if (info.size !== l.size)
+        throw badArchive(`layer ${l.digest} has size ${info.size}, manifest says ${l.size}`);
     }
     out.push({
       config,
@@ -225,7 +238,8 @@ async function readBlob(content: ContentStore, d: Descriptor): Promise<Buffer> {
   } catch {
     throw badArchive(`blob ${d.digest} not found`);
   }
-  if (data.length !== d.size) throw badArchive(`blob ${d.digest} has size ${data.length}, expected ${d.size}`);
+  if (data.length !== d.size)
+    throw badArchive(`blob ${d.digest} has size ${data.length}, expected ${d.size}`);
   if (data.length > MAX_JSON) throw badArchive(`blob ${d.digest} is too large for JSON`);
   return data;
 }
@@ -260,7 +274,9 @@ async function register(deps: ArchiveDeps, c: Candidate): Promise<Digest> {
     const chain = chainIdOf(parent, diffId);
     if (!deps.snapshots.has(chain)) {
       try {
-        await deps.snapshots.apply(parent, deps.content.createReadStream(l.digest), { expectedDiffId: diffId });
+        await deps.snapshots.apply(parent, deps.content.createReadStream(l.digest), {
+          expectedDiffId: diffId,
+        });
       } catch (err) {
         if (err instanceof BerthError) throw invalidArgument(`layer ${l.digest}: ${err.message}`);
         throw err;
@@ -280,7 +296,8 @@ export async function loadImages(
   const a = await readArchive(deps.content, input);
   let candidates: Candidate[];
   if (a.meta.has('manifest.json')) candidates = await dockerCandidates(deps, a);
-  else if (a.meta.has('index.json')) candidates = await ociCandidates(deps, a, opts.platform ?? hostPlatform());
+  else if (a.meta.has('index.json'))
+    candidates = await ociCandidates(deps, a, opts.platform ?? hostPlatform());
   else throw badArchive('manifest.json not found');
   const ids: Digest[] = [];
   for (const c of candidates) ids.push(await register(deps, c));
@@ -329,7 +346,11 @@ export async function importImage(
   const configBuf = Buffer.from(JSON.stringify(config));
   await deps.content.ingest(configBuf);
   const mediaType =
-    kind === 'gzip' ? MediaType.dockerLayerGzip : kind === 'zstd' ? MediaType.ociLayerZstd : MediaType.dockerLayer;
+    kind === 'gzip'
+      ? MediaType.dockerLayerGzip
+      : kind === 'zstd'
+        ? MediaType.ociLayerZstd
+        : MediaType.dockerLayer;
   const id = await deps.images.add({
     config: configBuf,
     layers: [{ mediaType, digest: blob.digest, size: blob.size, diffId: layer.diffId }],
@@ -351,7 +372,12 @@ export async function saveImages(deps: ArchiveDeps, names: string[]): Promise<Re
     } catch {
       ref = undefined;
     }
-    if (ref && !ref.digest && deps.images.tryResolve(n)?.record.id === img.record.id && !isIdLike(n, img.record.id))
+    if (
+      ref &&
+      !ref.digest &&
+      deps.images.tryResolve(n)?.record.id === img.record.id &&
+      !isIdLike(n, img.record.id)
+    )
       entry.tags.push(familiarString(withDefaultTag(ref)));
     chosen.set(img.record.id, entry);
   }
@@ -370,7 +396,9 @@ const EPOCH = new Date(0);
 
 function addFile(pack: tar.Pack, name: string, data: Buffer): Promise<void> {
   return new Promise((resolve, reject) =>
-    pack.entry({ name, size: data.length, mode: 0o644, mtime: EPOCH }, data, (err) => (err ? reject(err) : resolve())),
+    pack.entry({ name, size: data.length, mode: 0o644, mtime: EPOCH }, data, (err) =>
+      err ? reject(err) : resolve(),
+    ),
   );
 }
 
@@ -381,12 +409,24 @@ async function uncompressedSize(deps: ArchiveDeps, digest: Digest): Promise<numb
   return n;
 }
 
-async function addLayer(deps: ArchiveDeps, pack: tar.Pack, layer: Image['record']['layers'][number]): Promise<number> {
+async function addLayer(
+  deps: ArchiveDeps,
+  pack: tar.Pack,
+  layer: Image['record']['layers'][number],
+): Promise<number> {
   const src = deps.content.createReadStream(layer.digest);
   const head = await peek(src, 4);
   const kind = detectCompression(head);
-  const size = kind === 'none' ? (await deps.content.info(layer.digest)).size : await uncompressedSize(deps, layer.digest);
-  const sink = pack.entry({ name: `blobs/sha256/${digestHex(layer.diffId)}`, size, mode: 0o644, mtime: EPOCH });
+  const size =
+    kind === 'none'
+      ? (await deps.content.info(layer.digest)).size
+      : await uncompressedSize(deps, layer.digest);
+  const sink = pack.entry({
+    name: `blobs/sha256/${digestHex(layer.diffId)}`,
+    size,
+    mode: 0o644,
+    mtime: EPOCH,
+  });
   const done = new Promise<void>((resolve, reject) => {
     sink.on('finish', () => resolve());
     sink.on('close', () => resolve());
@@ -397,7 +437,11 @@ async function addLayer(deps: ArchiveDeps, pack: tar.Pack, layer: Image['record'
   return size;
 }
 
-async function writeSave(deps: ArchiveDeps, pack: tar.Pack, images: { img: Image; tags: string[] }[]): Promise<void> {
+async function writeSave(
+  deps: ArchiveDeps,
+  pack: tar.Pack,
+  images: { img: Image; tags: string[] }[],
+): Promise<void> {
   const written = new Set<string>();
   const manifestJson: { Config: string; RepoTags: string[] | null; Layers: string[] }[] = [];
   const repositories: Record<string, Record<string, string>> = {};
@@ -414,7 +458,8 @@ async function writeSave(deps: ArchiveDeps, pack: tar.Pack, images: { img: Image
       const p = `blobs/sha256/${digestHex(l.diffId)}`;
       let size: number;
       if (!written.has(p)) size = await addLayer(deps, pack, l);
-      else size = ociLayers.find((x) => x.digest === l.diffId)?.size ?? (await uncompressedSize(deps, l.digest));
+      else
+        size = ociLayers.find((x) => x.digest === l.diffId)?.size ?? (await uncompressedSize(deps, l.digest));
       written.add(p);
       layerPaths.push(p);
       ociLayers.push({ mediaType: MediaType.ociLayer, digest: l.diffId, size });
@@ -440,21 +485,24 @@ async function writeSave(deps: ArchiveDeps, pack: tar.Pack, images: { img: Image
       const full = `${ref.domain}/${ref.path}:${ref.tag}`;
       indexManifests.push({
         ...descBase,
-        annotations: { 'io.containerd.image.name': full, 'org.opencontainers.image.ref.name': ref.tag ?? 'latest' },
+        annotations: {
+          'io.containerd.image.name': full,
+          'org.opencontainers.image.ref.name': ref.tag ?? 'latest',
+        },
       });
       const i = t.lastIndexOf(':');
       (repositories[t.slice(0, i)] ??= {})[t.slice(i + 1)] = digestHex(id);
     }
   }
-  await addFile(pack, 'index.json', Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: indexManifests })));
+  await addFile(
+    pack,
+    'index.json',
+    Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: indexManifests }),
+    ),
+  );
   await addFile(pack, 'manifest.json', Buffer.from(JSON.stringify(manifestJson)));
-  if (Object.keys(repositories).length) await addFile(pack, 'repositories', Buffer.from(JSON.stringify(repositories)));
+  if (Object.keys(repositories).length)
+    await addFile(pack, 'repositories', Buffer.from(JSON.stringify(repositories)));
   pack.finalize();
 }
-
-export function isNotFound(err: unknown): boolean {
-  return err instanceof BerthError && err.kind === 'NotFound';
-}
-
-void notFound;
-void isDigest;

@@ -104,7 +104,8 @@ export function applyChanges(config: ContainerConfig, changes: string[]): Contai
       case 'EXPOSE': {
         const ports = { ...(c.ExposedPorts ?? {}) };
         for (const p of splitWords(rest)) {
-          if (!/^\d{1,5}(-\d{1,5})?(\/(tcp|udp|sctp))?$/i.test(p)) throw invalidArgument(`invalid containerPort: ${p}`);
+          if (!/^\d{1,5}(-\d{1,5})?(\/(tcp|udp|sctp))?$/i.test(p))
+            throw invalidArgument(`invalid containerPort: ${p}`);
           ports[p.includes('/') ? p.toLowerCase() : `${p}/tcp`] = {};
         }
         c.ExposedPorts = ports;

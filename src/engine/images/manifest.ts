@@ -191,7 +191,8 @@ export function parseImageConfig(data: Buffer | string): ImageConfig {
   if (!isObject(rootfs) || rootfs.type !== 'layers' || !Array.isArray(rootfs.diff_ids))
     throw invalidArgument('invalid image config: rootfs must be of type layers with diff_ids');
   for (const d of rootfs.diff_ids) {
-    if (typeof d !== 'string' || !isDigest(d)) throw invalidArgument(`invalid image config: bad diff_id ${d}`);
+    if (typeof d !== 'string' || !isDigest(d))
+      throw invalidArgument(`invalid image config: bad diff_id ${d}`);
   }
   if (typeof v.architecture !== 'string' || typeof v.os !== 'string')
     throw invalidArgument('invalid image config: architecture and os are required');
@@ -240,7 +241,9 @@ export function platformString(p: Platform): string {
 
 /** Picks the manifest for `want` from an index; attestation manifests (unknown/unknown) are never chosen. */
 export function selectManifest(index: ImageIndex, want: Platform): Descriptor | undefined {
-  return index.manifests.find((m) => m.platform && manifestTypes.has(m.mediaType) && platformMatch(m.platform, want));
+  return index.manifests.find(
+    (m) => m.platform && manifestTypes.has(m.mediaType) && platformMatch(m.platform, want),
+  );
 }
 
 export function isLayerMediaType(mt: string): boolean {
@@ -258,7 +261,8 @@ export function parsePlatformOption(s: string): Platform {
     return { os: 'linux', architecture: n.architecture, ...(n.variant ? { variant: n.variant } : {}) };
   }
   const [os, arch, variant] = parts;
-  if (os !== 'linux') throw invalidArgument(`operating system ${os} is not supported: Berth runs Linux images`);
+  if (os !== 'linux')
+    throw invalidArgument(`operating system ${os} is not supported: Berth runs Linux images`);
   const n = normalizeArch(arch);
   const v = variant ?? n.variant;
   return { os, architecture: n.architecture, ...(v ? { variant: v } : {}) };

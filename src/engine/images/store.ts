@@ -60,7 +60,9 @@ export class ImageStore {
     for (const name of await fsp.readdir(this.recordsDir)) {
       if (!name.endsWith('.json')) continue;
       try {
-        const record = JSON.parse(await fsp.readFile(path.join(this.recordsDir, name), 'utf8')) as ImageRecord;
+        const record = JSON.parse(
+          await fsp.readFile(path.join(this.recordsDir, name), 'utf8'),
+        ) as ImageRecord;
         const config = parseImageConfig(await this.content.read(record.id));
         if (record.chainId && !this.snapshots.has(record.chainId)) throw new Error('layers missing');
         this.images.set(record.id, { record, config });
@@ -92,7 +94,9 @@ export class ImageStore {
     const layers: ImageRecord['layers'] = img.layers.map((l) => ({ ...l }));
     for (let i = 0; i < diffIds.length; i++) {
       if (img.layers[i].diffId !== diffIds[i])
-        throw invalidArgument(`layer ${i} diff id ${img.layers[i].diffId} does not match config ${diffIds[i]}`);
+        throw invalidArgument(
+          `layer ${i} diff id ${img.layers[i].diffId} does not match config ${diffIds[i]}`,
+        );
       chain = chainIdOf(chain, diffIds[i]);
       const info = this.snapshots.get(chain);
       if (!info) throw invalidArgument(`layer ${chain} is not unpacked`);
@@ -184,7 +188,8 @@ export class ImageStore {
     const previous = this.tags.get(key);
     this.tags.set(key, id);
     await this.saveRepositories();
-    if (previous !== id) this.events?.publish('image', 'tag', id, { name: familiarString(withDefaultTag(ref)) });
+    if (previous !== id)
+      this.events?.publish('image', 'tag', id, { name: familiarString(withDefaultTag(ref)) });
   }
 
   async setDigestRef(name: string, digest: Digest, id: Digest): Promise<void> {
@@ -248,7 +253,9 @@ export class ImageStore {
         );
     }
     if (this.children(id).length && !opts.force)
-      throw conflict(`conflict: unable to delete ${shortId(id)} (cannot be forced) - image has dependent child images`);
+      throw conflict(
+        `conflict: unable to delete ${shortId(id)} (cannot be forced) - image has dependent child images`,
+      );
     for (const k of this.namesOf(id)) {
       this.tags.delete(k);
       this.digests.delete(k);
@@ -366,8 +373,8 @@ export class ImageStore {
   }> {
     const deleted: RemoveResult[] = [];
     let reclaimed = 0;
-    const candidates = this.list({ all: true, filters: { ...opts.filters, dangling: undefined } }).filter((img) =>
-      opts.all ? true : img.repoTags.length === 0,
+    const candidates = this.list({ all: true, filters: { ...opts.filters, dangling: undefined } }).filter(
+      (img) => (opts.all ? true : img.repoTags.length === 0),
     );
     for (const img of candidates) {
       const id = img.record.id;
@@ -387,7 +394,10 @@ export class ImageStore {
   }
 
   private async saveRepositories(): Promise<void> {
-    const repos: Repositories = { tags: Object.fromEntries(this.tags), digests: Object.fromEntries(this.digests) };
+    const repos: Repositories = {
+      tags: Object.fromEntries(this.tags),
+      digests: Object.fromEntries(this.digests),
+    };
     await this.serialize(() => writeJsonAtomic(this.reposFile, repos));
   }
 

@@ -9,7 +9,13 @@ import { conflict, errnoCode, invalidArgument, notFound } from '../../common/err
 import { log } from '../../common/log.js';
 import { MNT_DETACH, native } from '../../common/native.js';
 import { extractLayer } from '../../common/safetar.js';
-import { type ApplyOptions, chainIdOf, type LayerInfo, type MountSpec, type Snapshotter } from './snapshots.js';
+import {
+  type ApplyOptions,
+  chainIdOf,
+  type LayerInfo,
+  type MountSpec,
+  type Snapshotter,
+} from './snapshots.js';
 
 /** overlayfs mount data must fit one page; above this we switch to the short links in l/. */
 const MAX_MOUNT_DATA = 3800;
@@ -35,7 +41,9 @@ export class OverlaySnapshotter implements Snapshotter {
       await fsp.mkdir(d, { recursive: true, mode: 0o700 });
     for (const name of await fsp.readdir(this.layersDir)) {
       try {
-        const meta = JSON.parse(await fsp.readFile(path.join(this.layersDir, name, 'meta.json'), 'utf8')) as LayerInfo;
+        const meta = JSON.parse(
+          await fsp.readFile(path.join(this.layersDir, name, 'meta.json'), 'utf8'),
+        ) as LayerInfo;
         if (!isDigest(meta.chainId) || digestHex(meta.chainId) !== name) throw new Error('bad meta');
         this.index.set(meta.chainId, meta);
       } catch (err) {
@@ -214,11 +222,13 @@ export class OverlaySnapshotter implements Snapshotter {
 }
 
 function checkKey(key: string): void {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(key)) throw invalidArgument(`invalid snapshot key ${JSON.stringify(key)}`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(key))
+    throw invalidArgument(`invalid snapshot key ${JSON.stringify(key)}`);
 }
 
 function checkDiffId(expected: Digest, actual: Digest): void {
-  if (expected !== actual) throw invalidArgument(`layer diff id mismatch: expected ${expected}, got ${actual}`);
+  if (expected !== actual)
+    throw invalidArgument(`layer diff id mismatch: expected ${expected}, got ${actual}`);
 }
 
 function progressCounter(onProgress: (n: number) => void): Transform {
