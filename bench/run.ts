@@ -52,6 +52,7 @@ async function waitUp(d: Daemon): Promise<Daemon> {
 async function startBerthd(): Promise<Daemon> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'berth-bench-'));
   const socket = path.join(dir, 'berth.sock');
+  await fsp.writeFile(path.join(dir, 'none.json'), '{}');
   const proc = spawn(
     process.execPath,
     [
@@ -73,6 +74,7 @@ async function startBerthd(): Promise<Daemon> {
 async function startDockerd(bin: string): Promise<Daemon> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'docker-bench-'));
   const socket = path.join(dir, 'docker.sock');
+  await fsp.writeFile(path.join(dir, 'none.json'), '{}');
   const proc = spawn(
     bin,
     [
@@ -95,7 +97,6 @@ async function startDockerd(bin: string): Promise<Daemon> {
     ],
     { stdio: 'ignore' },
   );
-  await fsp.writeFile(path.join(dir, 'none.json'), '{}');
   return waitUp({ name: 'docker', socket, proc, dir });
 }
 

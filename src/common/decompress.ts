@@ -54,9 +54,9 @@ export function createDecompressor(kind: Compression): Transform {
  * Decompression errors surface as InvalidArgument on the returned stream.
  */
 export async function decompressStream(
-  input: Readable,
+  source: Readable,
 ): Promise<{ stream: Readable; compression: Compression }> {
-  const head = await peek(input, 4);
+  const { head, stream: input } = await peekStream(source, 4);
   const compression = detectCompression(head);
   const dec = createDecompressor(compression);
   input.on('error', (err) => dec.destroy(err));
@@ -70,41 +70,47 @@ export async function decompressStream(
   return { stream: dec, compression };
 }
 
-/** Reads at least `n` bytes (or until the end) and puts them back. */
+/**
+ * Reads at least `n` bytes of `input` (fewer if it ends first) and returns them together with a
+ * stream that yields the whole input, those bytes included.
+ */
+export function peekStream(input: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const out = new PassThrough();
+    // The caller attaches its consumer a microtask after we resolve; an error emitted in between
+    // must not go unheard (the stream stays `errored`, so pipeline() still reports it).
+    out.on('error', () => undefined);
+    const finish = (ended: boolean) => {
+      input.off('data', onData);
+      input.off('end', onEnd);
+      input.off('error', onError);
+      input.pause();
+      const head = Buffer.concat(chunks);
+      out.write(head);
+      input.on('error', (e) => out.destroy(e));
+      if (ended) out.end();
+      else input.pipe(out);
+      resolve({ head, stream: out });
+    };
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      size += c.length;
+      if (size >= n) finish(false);
+    };
+    const onEnd = () => finish(true);
+    const onError = (e: Error) => reject(e);
+    input.on('data', onData);
+    input.once('end', onEnd);
+    input.once('error', onError);
+  });
+}
+
+/** The first `n` bytes of a stream that is read for nothing else. */
 export async function peek(input: Readable, n: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  while (size < n) {
-    const chunk = input.read() as Buffer | null;
-    if (chunk !== null) {
-      chunks.push(chunk);
-      size += chunk.length;
-      continue;
-    }
-    if (input.readableEnded || input.destroyed) break;
-    const more = await new Promise<boolean>((resolve, reject) => {
-      const onReadable = () => done(true);
-      const onEnd = () => done(false);
-      const onError = (e: Error) => {
-        cleanup();
-        reject(e);
-      };
-      const cleanup = () => {
-        input.off('readable', onReadable);
-        input.off('end', onEnd);
-        input.off('error', onError);
-      };
-      const done = (v: boolean) => {
-        cleanup();
-        resolve(v);
-      };
-      input.once('readable', onReadable);
-      input.once('end', onEnd);
-      input.once('error', onError);
-    });
-    if (!more) break;
-  }
-  const head = Buffer.concat(chunks);
-  if (head.length) input.unshift(head);
-  return head;
+  const { head, stream } = await peekStream(input, n);
+  stream.destroy();
+  input.destroy();
+  return head.subarray(0, n);
 }

@@ -47,6 +47,8 @@ export function cleanEntryName(name: string): string {
 export async function extractLayer(input: Readable, target: string): Promise<ExtractResult> {
   const ex = new Extractor(target);
   const extract = tar.extract();
+  // The pipeline reports its errors; tar-stream may emit one more after the pipeline has settled.
+  extract.on('error', () => undefined);
   extract.on('entry', (header, source, next) => {
     const stream = source as unknown as Readable;
     // The entry's own errors also fail the whole extraction; don't let one escape unheard

@@ -3,17 +3,23 @@
  * `save` (Docker 25+'s combined format, readable by old and new docker load and by skopeo) and
  * `import` (a root file system tarball becomes a one-layer image).
  */
-import { type Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { createDecompressor, decompressStream, detectCompression, peek } from '../../common/decompress.js';
+import {
+  createDecompressor,
+  decompressStream,
+  detectCompression,
+  peek,
+  peekStream,
+} from '../../common/decompress.js';
 import { type Digest, digestHex, sha256Digest } from '../../common/digest.js';
 import { BerthError, invalidArgument } from '../../common/errors.js';
 import { familiarString, parseReference, withDefaultTag } from '../../common/reference.js';
 import { cleanEntryName } from '../../common/safetar.js';
 import type { ContentStore } from '../content/content.js';
 import type { EventBus } from '../events/events.js';
-import { chainIdOf, type Snapshotter } from '../snapshots/snapshots.js';
+import { chainIdOf, type Snapshotter, type StagedLayer } from '../snapshots/snapshots.js';
 import { applyChanges } from './changes.js';
 import type { Image, NewImage } from './images.js';
 import {
@@ -53,17 +59,67 @@ interface ArchiveContents {
   meta: Map<string, Buffer>;
   /** Every other regular file, ingested into content: path -> digest. */
   blobs: Map<string, Digest>;
+  /** Files that looked like layers, unpacked while they streamed in: blob digest -> staged layer. */
+  staged: Map<Digest, StagedLayer>;
+}
+
+/** A tar (ustar magic at 257) or a compressed stream: worth unpacking as it arrives. */
+function looksLikeLayer(head: Buffer): boolean {
+  return (
+    detectCompression(head) !== 'none' ||
+    (head.length >= 263 && head.toString('latin1', 257, 262) === 'ustar')
+  );
+}
+
+/**
+ * Sends one archive entry to the content store and, when it looks like a layer, to the snapshotter
+ * at the same time, so a layer is read once and unpacked while the archive streams.
+ */
+async function ingestEntry(
+  deps: Pick<ArchiveDeps, 'content' | 'snapshots'>,
+  entry: Readable,
+  expected: { digest?: Digest; size: number },
+): Promise<{ digest: Digest; staged?: StagedLayer }> {
+  const { head, stream: source } = await peekStream(entry, 512);
+  if (!looksLikeLayer(head)) return { digest: (await deps.content.ingest(source, expected)).digest };
+  const toContent = new PassThrough();
+  const toSnapshot = new PassThrough();
+  // Each branch reports its errors through its consumer, which may already have settled.
+  for (const branch of [toContent, toSnapshot]) branch.on('error', () => undefined);
+  source.pipe(toContent);
+  source.pipe(toSnapshot);
+  source.on('error', (e) => {
+    toContent.destroy(e);
+    toSnapshot.destroy(e);
+  });
+  const staging = deps.snapshots.stage(toSnapshot).catch(() => {
+    // Not a usable layer after all (or a bad one): keep the content side flowing; a real
+    // layer is unpacked again from content later and reports its error then.
+    toSnapshot.resume();
+    return undefined;
+  });
+  const [ingested, staged] = await Promise.allSettled([deps.content.ingest(toContent, expected), staging]);
+  if (ingested.status === 'rejected') {
+    if (staged.status === 'fulfilled' && staged.value) await deps.snapshots.discardStaged(staged.value);
+    throw ingested.reason;
+  }
+  return { digest: ingested.value.digest, staged: staged.status === 'fulfilled' ? staged.value : undefined };
 }
 
 /** Reads the archive once: metadata into memory, everything else straight into the content store. */
-async function readArchive(content: ContentStore, input: Readable): Promise<ArchiveContents> {
+async function readArchive(deps: ArchiveDeps, input: Readable): Promise<ArchiveContents> {
   const { stream } = await decompressStream(input);
   const meta = new Map<string, Buffer>();
   const blobs = new Map<string, Digest>();
+  const staged = new Map<Digest, StagedLayer>();
   const links = new Map<string, string>();
   const extract = tar.extract();
+  // The pipeline reports its errors; tar-stream may emit one more after the pipeline has settled.
+  extract.on('error', () => undefined);
   extract.on('entry', (header, source, next) => {
     const entry = source as unknown as Readable;
+    // Its errors fail the whole read through the pipeline below; none may go unheard meanwhile.
+    entry.on('error', () => undefined);
     handle().then(
       () => next(),
       (err: unknown) => {
@@ -102,8 +158,13 @@ async function readArchive(content: ContentStore, input: Readable): Promise<Arch
       const m = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
       const expected = m ? { digest: `sha256:${m[1]}` as Digest, size: header.size } : { size: header.size };
       try {
-        const info = await content.ingest(entry, expected);
-        blobs.set(name, info.digest);
+        const r = await ingestEntry(deps, entry, expected);
+        blobs.set(name, r.digest);
+        if (r.staged) {
+          const previous = staged.get(r.digest);
+          if (previous) await deps.snapshots.discardStaged(r.staged);
+          else staged.set(r.digest, r.staged);
+        }
       } catch (err) {
         if (err instanceof BerthError) throw badArchive(`${name}: ${err.message}`);
         throw err;
@@ -113,6 +174,7 @@ async function readArchive(content: ContentStore, input: Readable): Promise<Arch
   try {
     await pipeline(stream, extract);
   } catch (err) {
+    await discardAll(deps, staged);
     if (err instanceof BerthError) throw err;
     const msg = (err as Error).message;
     throw badArchive(/unexpected end/i.test(msg) ? `archive is truncated (${msg})` : msg);
@@ -122,7 +184,12 @@ async function readArchive(content: ContentStore, input: Readable): Promise<Arch
     if (d) blobs.set(from, d);
   }
   if (meta.size === 0 && blobs.size === 0) throw badArchive('empty or not a tar archive');
-  return { meta, blobs };
+  return { meta, blobs, staged };
+}
+
+async function discardAll(deps: ArchiveDeps, staged: Map<Digest, StagedLayer>): Promise<void> {
+  for (const s of staged.values()) await deps.snapshots.discardStaged(s);
+  staged.clear();
 }
 
 /** One image found in an archive, ready to be unpacked and registered. */
@@ -266,13 +333,21 @@ async function resolveManifest(
 }
 
 /** Unpacks a candidate's layers and registers it; tags are set by the caller. */
-async function register(deps: ArchiveDeps, c: Candidate): Promise<Digest> {
+async function register(
+  deps: ArchiveDeps,
+  c: Candidate,
+  staged = new Map<Digest, StagedLayer>(),
+): Promise<Digest> {
   let parent: Digest | null = null;
   const layers: NewImage['layers'] = [];
   for (const [i, l] of c.layers.entries()) {
     const diffId = c.parsed.rootfs.diff_ids[i];
     const chain = chainIdOf(parent, diffId);
-    if (!deps.snapshots.has(chain)) {
+    const pre = staged.get(l.digest);
+    if (!deps.snapshots.has(chain) && pre?.diffId === diffId) {
+      await deps.snapshots.commitStaged(pre, parent);
+      staged.delete(l.digest);
+    } else if (!deps.snapshots.has(chain)) {
       try {
         await deps.snapshots.apply(parent, deps.content.createReadStream(l.digest), {
           expectedDiffId: diffId,
@@ -293,14 +368,18 @@ export async function loadImages(
   input: Readable,
   opts: { platform?: Platform } = {},
 ): Promise<{ loaded: string[] }> {
-  const a = await readArchive(deps.content, input);
+  const a = await readArchive(deps, input);
   let candidates: Candidate[];
-  if (a.meta.has('manifest.json')) candidates = await dockerCandidates(deps, a);
-  else if (a.meta.has('index.json'))
-    candidates = await ociCandidates(deps, a, opts.platform ?? hostPlatform());
-  else throw badArchive('manifest.json not found');
   const ids: Digest[] = [];
-  for (const c of candidates) ids.push(await register(deps, c));
+  try {
+    if (a.meta.has('manifest.json')) candidates = await dockerCandidates(deps, a);
+    else if (a.meta.has('index.json'))
+      candidates = await ociCandidates(deps, a, opts.platform ?? hostPlatform());
+    else throw badArchive('manifest.json not found');
+    for (const c of candidates) ids.push(await register(deps, c, a.staged));
+  } finally {
+    await discardAll(deps, a.staged);
+  }
   const loaded: string[] = [];
   for (const [i, c] of candidates.entries()) {
     const id = ids[i];
@@ -320,10 +399,10 @@ export async function importImage(
   opts: { changes?: string[]; message?: string; tag?: string; platform?: Platform } = {},
 ): Promise<Digest> {
   if (opts.tag) parseReference(opts.tag);
-  const head = await peek(input, 4);
+  const { head, stream } = await peekStream(input, 4);
   if (head.length === 0) throw invalidArgument('import: the tarball is empty');
   const kind = detectCompression(head);
-  const blob = await deps.content.ingest(input);
+  const blob = await deps.content.ingest(stream);
   let layer;
   try {
     layer = await deps.snapshots.apply(null, deps.content.createReadStream(blob.digest));
@@ -414,8 +493,7 @@ async function addLayer(
   pack: tar.Pack,
   layer: Image['record']['layers'][number],
 ): Promise<number> {
-  const src = deps.content.createReadStream(layer.digest);
-  const head = await peek(src, 4);
+  const { head, stream: src } = await peekStream(deps.content.createReadStream(layer.digest), 4);
   const kind = detectCompression(head);
   const size =
     kind === 'none'

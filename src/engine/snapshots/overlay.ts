@@ -15,6 +15,7 @@ import {
   type LayerInfo,
   type MountSpec,
   type Snapshotter,
+  type StagedLayer,
 } from './snapshots.js';
 
 /** overlayfs mount data must fit one page; above this we switch to the short links in l/. */
@@ -76,9 +77,31 @@ export class OverlaySnapshotter implements Snapshotter {
   async apply(parent: Digest | null, layer: Readable, opts: ApplyOptions = {}): Promise<LayerInfo> {
     if (parent !== null && !this.index.has(parent)) throw notFound(`parent layer ${parent} does not exist`);
     const known = opts.expectedDiffId ? chainIdOf(parent, opts.expectedDiffId) : undefined;
-    const work = path.join(this.tmpDir, randomBytes(12).toString('hex'));
-    const fsPath = path.join(work, 'fs');
-    if (!(known && this.index.has(known))) await fsp.mkdir(fsPath, { recursive: true, mode: 0o755 });
+    if (known && this.index.has(known)) {
+      // Already unpacked: verify the bytes anyway, write nothing.
+      const { hashing, hash } = await this.hashedStream(layer, opts);
+      try {
+        for await (const _ of hashing) void _;
+      } catch (err) {
+        throw invalidArgument(`invalid layer: ${(err as Error).message}`);
+      }
+      checkDiffId(opts.expectedDiffId!, `sha256:${hash.digest('hex')}`);
+      return this.index.get(known)!;
+    }
+    const staged = await this.stage(layer, opts);
+    try {
+      if (opts.expectedDiffId) checkDiffId(opts.expectedDiffId, staged.diffId);
+      return await this.commitStaged(staged, parent);
+    } finally {
+      await this.discardStaged(staged);
+    }
+  }
+
+  /** The layer's uncompressed bytes, hashed on the way through. */
+  private async hashedStream(
+    layer: Readable,
+    opts: ApplyOptions,
+  ): Promise<{ hashing: Transform; hash: ReturnType<typeof createHash> }> {
     const counted = opts.onProgress ? layer.pipe(progressCounter(opts.onProgress)) : layer;
     if (opts.onProgress) layer.on('error', (e) => counted.destroy(e));
     const hash = createHash('sha256');
@@ -88,51 +111,61 @@ export class OverlaySnapshotter implements Snapshotter {
         cb(null, chunk);
       },
     });
-    // Errors reach the consumer through `hashing`; it may attach a tick later.
+    // Errors reach the consumer through `hashing`, which may attach a tick later.
     hashing.on('error', () => undefined);
     try {
       const { stream } = await decompressStream(counted);
       stream.on('error', (e) => hashing.destroy(e));
       stream.pipe(hashing);
     } catch (err) {
-      await fsp.rm(work, { recursive: true, force: true });
       throw invalidArgument(`invalid layer: ${(err as Error).message}`);
     }
+    return { hashing, hash };
+  }
 
-    if (known && this.index.has(known)) {
-      // Already unpacked: verify the bytes anyway, write nothing.
-      for await (const _ of hashing) void _;
-      checkDiffId(opts.expectedDiffId!, `sha256:${hash.digest('hex')}`);
-      return this.index.get(known)!;
-    }
-
+  async stage(layer: Readable, opts: ApplyOptions = {}): Promise<StagedLayer> {
+    const id = randomBytes(12).toString('hex');
+    const work = path.join(this.tmpDir, id);
+    await fsp.mkdir(path.join(work, 'fs'), { recursive: true, mode: 0o755 });
     try {
-      const { size } = await extractLayer(hashing, fsPath);
-      const diffId: Digest = `sha256:${hash.digest('hex')}`;
-      if (opts.expectedDiffId) checkDiffId(opts.expectedDiffId, diffId);
-      const chainId = chainIdOf(parent, diffId);
-      const existing = this.index.get(chainId);
-      if (existing) return existing;
-      const info: LayerInfo = { chainId, parent, diffId, size };
-      await fsp.writeFile(path.join(work, 'meta.json'), JSON.stringify(info));
-      await syncDir(work);
-      try {
-        await fsp.rename(work, path.join(this.layersDir, digestHex(chainId)));
-      } catch (err) {
-        // A concurrent apply of the same chain won the rename.
-        if (!['ENOTEMPTY', 'EEXIST'].includes(errnoCode(err) ?? '')) throw err;
-        const winner = this.index.get(chainId);
-        if (winner) return winner;
-      }
-      await syncDir(this.layersDir);
-      await fsp.symlink(`../layers/${digestHex(chainId)}/fs`, this.linkName(chainId)).catch((err) => {
-        if (errnoCode(err) !== 'EEXIST') throw err;
-      });
-      this.index.set(chainId, info);
-      return info;
-    } finally {
+      const { hashing, hash } = await this.hashedStream(layer, opts);
+      const { size } = await extractLayer(hashing, path.join(work, 'fs'));
+      return { id, diffId: `sha256:${hash.digest('hex')}`, size };
+    } catch (err) {
       await fsp.rm(work, { recursive: true, force: true });
+      throw err;
     }
+  }
+
+  async discardStaged(staged: StagedLayer): Promise<void> {
+    await fsp.rm(path.join(this.tmpDir, staged.id), { recursive: true, force: true });
+  }
+
+  async commitStaged(staged: StagedLayer, parent: Digest | null): Promise<LayerInfo> {
+    if (parent !== null && !this.index.has(parent)) throw notFound(`parent layer ${parent} does not exist`);
+    const chainId = chainIdOf(parent, staged.diffId);
+    const existing = this.index.get(chainId);
+    if (existing) {
+      await this.discardStaged(staged);
+      return existing;
+    }
+    const work = path.join(this.tmpDir, staged.id);
+    const info: LayerInfo = { chainId, parent, diffId: staged.diffId, size: staged.size };
+    await fsp.writeFile(path.join(work, 'meta.json'), JSON.stringify(info));
+    await syncDir(work);
+    try {
+      await fsp.rename(work, path.join(this.layersDir, digestHex(chainId)));
+    } catch (err) {
+      // A concurrent commit of the same chain won the rename.
+      if (!['ENOTEMPTY', 'EEXIST'].includes(errnoCode(err) ?? '')) throw err;
+      await this.discardStaged(staged);
+    }
+    await syncDir(this.layersDir);
+    await fsp.symlink(`../layers/${digestHex(chainId)}/fs`, this.linkName(chainId)).catch((err) => {
+      if (errnoCode(err) !== 'EEXIST') throw err;
+    });
+    this.index.set(chainId, info);
+    return info;
   }
 
   lowerDirs(chainId: Digest): string[] {

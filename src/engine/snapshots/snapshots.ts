@@ -28,6 +28,13 @@ export interface ApplyOptions {
   onProgress?: (bytes: number) => void;
 }
 
+/** A layer unpacked before its parent is known (its content does not depend on the parent). */
+export interface StagedLayer {
+  id: string;
+  diffId: Digest;
+  size: number;
+}
+
 export interface MountSpec {
   /** Lower directories, top-most first, as overlayfs wants them. */
   lowerDirs: string[];
@@ -46,6 +53,11 @@ export interface Snapshotter {
    * If the resulting chain already exists, the input is still verified but not unpacked again.
    */
   apply(parent: Digest | null, layer: Readable, opts?: ApplyOptions): Promise<LayerInfo>;
+  /** Unpacks a layer whose place in a chain is not known yet (e.g. while an archive streams in). */
+  stage(layer: Readable): Promise<StagedLayer>;
+  /** Files a staged layer on top of `parent`; if that chain exists already the staged copy is dropped. */
+  commitStaged(staged: StagedLayer, parent: Digest | null): Promise<LayerInfo>;
+  discardStaged(staged: StagedLayer): Promise<void>;
   /** The chain's layer directories, top-most first. */
   lowerDirs(chainId: Digest): string[];
   /** Creates an empty writable layer for `key` (a container id) over `parent` and returns its overlay spec. */
