@@ -1,0 +1,305 @@
+/**
+ * Drives runc through conmon (see ../shared/research/conmon.md): conmon holds the container's
+ * stdio, writes its log and exit code, and serves an attach socket, so containers outlive berthd.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, constants, existsSync, openSync, promises as fsp, readFileSync, watch, writeSync } from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { SeqpacketSocket } from 'node-unix-socket';
+import { writeFileAtomic } from '../../common/atomic.js';
+import { errnoCode, internal } from '../../common/errors.js';
+import type { AttachConnection, CreateOptions, OutputStream } from './runtime.js';
+import type { OciSpec } from './spec.js';
+
+const run = promisify(execFile);
+
+export interface RuntimePaths {
+  /** runc's state directory (--root). */
+  runcRoot: string;
+  runc?: string;
+  conmon?: string;
+}
+
+/** An error from runc/conmon, keeping runc's own words for exit-code mapping (126/127). */
+export class RuntimeError extends Error {}
+
+export class ConmonRuntime {
+  readonly runc: string;
+  readonly conmon: string;
+
+  constructor(private readonly paths: RuntimePaths) {
+    this.runc = paths.runc ?? '/usr/sbin/runc';
+    this.conmon = paths.conmon ?? '/usr/bin/conmon';
+  }
+
+  private runcArgs(...args: string[]): string[] {
+    return ['--root', this.paths.runcRoot, ...args];
+  }
+
+  /** Creates the container (not started). Returns the container's and conmon's pids. */
+  async create(id: string, bundle: string, spec: OciSpec, opts: CreateOptions): Promise<{ pid: number; conmonPid: number }> {
+    await fsp.mkdir(path.join(bundle, 'exits'), { recursive: true });
+    await fsp.rm(path.join(bundle, 'exits', id), { force: true });
+    await writeFileAtomic(path.join(bundle, 'config.json'), JSON.stringify(spec));
+    const args = [
+      '--api-version', '1',
+      '-c', id,
+      '-u', id,
+      '-n', id,
+      '-r', this.runc,
+      '-b', bundle,
+      '-p', path.join(bundle, 'pidfile'),
+      '-P', path.join(bundle, 'conmon.pid'),
+      '-l', `k8s-file:${opts.logPath}`,
+      '--exit-dir', path.join(bundle, 'exits'),
+      '--full-attach',
+      '--runtime-arg', '--root',
+      '--runtime-arg', this.paths.runcRoot,
+    ];
+    if (opts.terminal) args.push('-t');
+    else if (opts.stdin) {
+      args.push('-i');
+      if (!opts.stdinOnce) args.push('--leave-stdin-open');
+    }
+    const child = spawn(this.conmon, args, {
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+      env: { ...process.env, _OCI_SYNCPIPE: '3' },
+      detached: true,
+      cwd: bundle,
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.resume();
+    const sync = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
+    const line = await new Promise<string>((resolve) => {
+      let buf = '';
+      sync.on('data', (d: Buffer) => {
+        buf += d.toString();
+        const nl = buf.indexOf('\n');
+        if (nl >= 0) resolve(buf.slice(0, nl));
+      });
+      sync.on('end', () => resolve(buf));
+      sync.on('error', () => resolve(buf));
+    });
+    sync.destroy();
+    child.unref();
+    let msg: { data?: number; message?: string };
+    try {
+      msg = JSON.parse(line) as typeof msg;
+    } catch {
+      throw new RuntimeError(`conmon failed to create the container${stderr ? `: ${stderr.trim()}` : ''}`);
+    }
+    if (typeof msg.data !== 'number' || msg.data < 0) throw new RuntimeError(cleanRuncMessage(msg.message ?? 'runc create failed'));
+    if (opts.terminal && opts.consoleSize) this.resize(bundle, opts.consoleSize.rows, opts.consoleSize.cols);
+    const conmonPid = Number(readFileSync(path.join(bundle, 'conmon.pid'), 'utf8').trim());
+    return { pid: msg.data, conmonPid };
+  }
+
+  async start(id: string): Promise<void> {
+    try {
+      await run(this.runc, this.runcArgs('start', id));
+    } catch (err) {
+      throw new RuntimeError(cleanRuncMessage((err as { stderr?: string }).stderr ?? String(err)));
+    }
+  }
+
+  async kill(id: string, signal: string, all = false): Promise<void> {
+    try {
+      await run(this.runc, this.runcArgs('kill', ...(all ? ['--all'] : []), id, signal));
+    } catch (err) {
+      const text = (err as { stderr?: string }).stderr ?? '';
+      if (/not running|container not running|process already finished/.test(text)) return;
+      throw new RuntimeError(cleanRuncMessage(text || String(err)));
+    }
+  }
+
+  async pause(id: string): Promise<void> {
+    await run(this.runc, this.runcArgs('pause', id)).catch((err: unknown) => {
+      throw new RuntimeError(cleanRuncMessage((err as { stderr?: string }).stderr ?? String(err)));
+    });
+  }
+
+  async resume(id: string): Promise<void> {
+    await run(this.runc, this.runcArgs('resume', id)).catch((err: unknown) => {
+      throw new RuntimeError(cleanRuncMessage((err as { stderr?: string }).stderr ?? String(err)));
+    });
+  }
+
+  async delete(id: string, force = false): Promise<void> {
+    try {
+      await run(this.runc, this.runcArgs('delete', ...(force ? ['--force'] : []), id));
+    } catch (err) {
+      const text = (err as { stderr?: string }).stderr ?? '';
+      if (/does not exist|not exist/.test(text)) return;
+      throw internal(`runc delete ${id}: ${cleanRuncMessage(text)}`);
+    }
+  }
+
+  async state(id: string): Promise<{ status: string; pid: number } | undefined> {
+    try {
+      const { stdout } = await run(this.runc, this.runcArgs('state', id));
+      return JSON.parse(stdout) as { status: string; pid: number };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The exit code conmon recorded, if the container has exited. */
+  exitCode(id: string, bundle: string): number | undefined {
+    try {
+      const n = Number(readFileSync(path.join(bundle, 'exits', id), 'utf8').trim());
+      return Number.isFinite(n) ? n : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Resolves with the exit code once conmon writes it. */
+  waitExit(id: string, bundle: string): { promise: Promise<number>; cancel: () => void } {
+    const dir = path.join(bundle, 'exits');
+    let cancel = () => {};
+    const promise = new Promise<number>((resolve, reject) => {
+      const check = () => {
+        const code = this.exitCode(id, bundle);
+        if (code !== undefined) {
+          done();
+          resolve(code);
+          return true;
+        }
+        return false;
+      };
+      let watcher: ReturnType<typeof watch> | undefined;
+      // A slow poll as well: conmon killed with SIGKILL never writes the file.
+      const timer = setInterval(() => {
+        if (!check() && !conmonAlive(bundle)) {
+          done();
+          reject(new RuntimeError('conmon exited without recording an exit code'));
+        }
+      }, 1000);
+      const done = () => {
+        watcher?.close();
+        clearInterval(timer);
+      };
+      cancel = done;
+      try {
+        watcher = watch(dir, (_ev, name) => {
+          if (name === id) check();
+        });
+      } catch (err) {
+        done();
+        reject(err);
+        return;
+      }
+      check();
+    });
+    return { promise, cancel };
+  }
+
+  /** Connects to conmon's attach socket (through /proc/self/fd: bundle paths can exceed 108 bytes). */
+  async attach(bundle: string): Promise<AttachConnection> {
+    const fd = openSync(bundle, constants.O_RDONLY | constants.O_DIRECTORY);
+    const sock = new SeqpacketSocket();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.connect(`/proc/self/fd/${fd}/attach`, () => resolve());
+      });
+    } finally {
+      closeSync(fd);
+    }
+    return new SeqpacketAttach(sock);
+  }
+
+  /** Resizes the container's terminal through conmon's ctl FIFO (never blocks if conmon is gone). */
+  resize(bundle: string, rows: number, cols: number): void {
+    writeFifo(path.join(bundle, 'ctl'), `1 ${Math.max(1, rows)} ${Math.max(1, cols)}\n`);
+  }
+}
+
+function writeFifo(file: string, data: string): void {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    if (['ENXIO', 'ENOENT'].includes(errnoCode(err) ?? '')) return;
+    throw err;
+  }
+  try {
+    writeSync(fd, data);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** conmon alive and really ours (pid reuse guard via its command line). */
+export function conmonAlive(bundle: string): boolean {
+  try {
+    const pid = Number(readFileSync(path.join(bundle, 'conmon.pid'), 'utf8').trim());
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return cmd.split('\0')[0].endsWith('conmon') && cmd.includes(bundle) && state !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** runc's log lines carry `time=… level=error msg="…"`; keep the message. */
+export function cleanRuncMessage(text: string): string {
+  const m = /msg="((?:[^"\\]|\\.)*)"/.exec(text);
+  const msg = m ? m[1].replace(/\\"/g, '"').replace(/\\\\/g, '\\') : text.trim();
+  return msg.replace(/^runc create failed: /, '');
+}
+
+class SeqpacketAttach implements AttachConnection {
+  private dataCb?: (stream: OutputStream, data: Buffer) => void;
+  private endCbs: (() => void)[] = [];
+  private ended = false;
+  private pending: [OutputStream, Buffer][] = [];
+
+  constructor(private readonly sock: SeqpacketSocket) {
+    sock.on('data', (buf: Buffer) => {
+      if (buf.length < 1) return;
+      const stream: OutputStream = buf[0] === 3 ? 'stderr' : 'stdout';
+      const data = Buffer.from(buf.subarray(1));
+      if (this.dataCb) this.dataCb(stream, data);
+      else this.pending.push([stream, data]);
+    });
+    const finish = () => {
+      if (this.ended) return;
+      this.ended = true;
+      for (const cb of this.endCbs) cb();
+    };
+    sock.on('end', finish);
+    sock.on('close', finish);
+    sock.on('error', finish);
+  }
+
+  onData(cb: (stream: OutputStream, data: Buffer) => void): void {
+    this.dataCb = cb;
+    for (const [s, d] of this.pending.splice(0)) cb(s, d);
+  }
+
+  onEnd(cb: () => void): void {
+    if (this.ended) cb();
+    else this.endCbs.push(cb);
+  }
+
+  write(data: Buffer): void {
+    if (this.ended) return;
+    for (let i = 0; i < data.length; i += 32767) this.sock.write(data.subarray(i, i + 32767));
+  }
+
+  endStdin(): void {
+    if (!this.ended) this.sock.end();
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+export function bundleExists(bundle: string): boolean {
+  return existsSync(path.join(bundle, 'config.json'));
+}
