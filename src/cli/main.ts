@@ -3,6 +3,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { ApiError } from '../client/client.js';
+import { containerCommands } from './commands/containers.js';
 import { daemonCommands } from './commands/daemon.js';
 import { imageCommands } from './commands/images.js';
 import { systemCommands } from './commands/system.js';
@@ -23,22 +24,34 @@ export function buildProgram(ctx: CliContext): Command {
   });
   systemCommands(program, ctx);
   imageCommands(program, ctx);
+  containerCommands(program, ctx);
   daemonCommands(program);
   program
     .command('inspect')
     .description('Return low-level information on Berth objects')
     .argument('<name...>')
     .option('-f, --format <format>', 'format output using a Go template')
-    .option('--type <type>', 'only inspect objects of the given type (image)')
+    .option('--type <type>', 'only inspect objects of the given type (container, image)')
     .action(async (names: string[], o: { format?: string; type?: string }) => {
       const client = await connect(ctx);
       const found: unknown[] = [];
       let failed = false;
       for (const n of names) {
-        try {
-          found.push(await client.inspectImage(n));
-        } catch (err) {
-          if (!(err instanceof ApiError) || err.status !== 404) throw err;
+        const byContainer = (x: string): Promise<unknown> => client.inspectContainer(x);
+        const byImage = (x: string): Promise<unknown> => client.inspectImage(x);
+        const tries =
+          o.type === 'image' ? [byImage] : o.type === 'container' ? [byContainer] : [byContainer, byImage];
+        let obj: unknown;
+        for (const get of tries) {
+          try {
+            obj = await get(n);
+            break;
+          } catch (err) {
+            if (!(err instanceof ApiError) || err.status !== 404) throw err;
+          }
+        }
+        if (obj) found.push(obj);
+        else {
           failed = true;
           process.stderr.write(`Error: No such object: ${n}\n`);
         }

@@ -164,6 +164,132 @@ export class Client {
     return this.json({ method: 'GET', path: '/info' });
   }
 
+  // --- containers ---
+  createContainer(
+    body: Record<string, unknown>,
+    name?: string,
+    platform?: string,
+  ): Promise<{ Id: string; Warnings: string[] | null }> {
+    return this.json({ method: 'POST', path: '/containers/create', query: { name, platform }, body });
+  }
+  async startContainer(id: string): Promise<void> {
+    await this.json({ method: 'POST', path: `/containers/${id}/start` });
+  }
+  async stopContainer(id: string, t?: number): Promise<void> {
+    await this.json({ method: 'POST', path: `/containers/${id}/stop`, query: { t } });
+  }
+  async restartContainer(id: string, t?: number): Promise<void> {
+    await this.json({ method: 'POST', path: `/containers/${id}/restart`, query: { t } });
+  }
+  async killContainer(id: string, signal?: string): Promise<void> {
+    await this.json({ method: 'POST', path: `/containers/${id}/kill`, query: { signal } });
+  }
+  async pauseContainer(id: string): Promise<void> {
+    await this.json({ method: 'POST', path: `/containers/${id}/pause` });
+  }
+  async unpauseContainer(id: string): Promise<void> {
+    await this.json({ method: 'POST', path: `/containers/${id}/unpause` });
+  }
+  async renameContainer(id: string, name: string): Promise<void> {
+    await this.json({ method: 'POST', path: `/containers/${id}/rename`, query: { name } });
+  }
+  async removeContainer(id: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
+    await this.json({
+      method: 'DELETE',
+      path: `/containers/${id}`,
+      query: { force: opts.force ? 1 : undefined, v: opts.volumes ? 1 : undefined },
+    });
+  }
+  async resizeContainer(id: string, h: number, w: number): Promise<void> {
+    await this.json({ method: 'POST', path: `/containers/${id}/resize`, query: { h, w } });
+  }
+  listContainers(
+    opts: { all?: boolean; limit?: number; size?: boolean; filters?: Record<string, string[]> } = {},
+  ): Promise<ContainerSummary[]> {
+    return this.json({
+      method: 'GET',
+      path: '/containers/json',
+      query: {
+        all: opts.all ? 1 : undefined,
+        limit: opts.limit,
+        size: opts.size ? 1 : undefined,
+        filters: filtersParam(opts.filters),
+      },
+    });
+  }
+  inspectContainer(id: string): Promise<ContainerInspect> {
+    return this.json({ method: 'GET', path: `/containers/${id}/json` });
+  }
+  pruneContainers(
+    filters?: Record<string, string[]>,
+  ): Promise<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }> {
+    return this.json({
+      method: 'POST',
+      path: '/containers/prune',
+      query: { filters: filtersParam(filters) },
+    });
+  }
+  /**
+   * Starts waiting; resolves `ready` once the daemon acknowledged (headers), and `result` at the end.
+   * docker run must not start the container before the wait is acknowledged.
+   */
+  async waitContainer(
+    id: string,
+    condition?: string,
+  ): Promise<{ result: Promise<{ StatusCode: number; Error: { Message: string } | null }> }> {
+    const res = await this.stream({ method: 'POST', path: `/containers/${id}/wait`, query: { condition } });
+    const result = readAll(res.stream).then(
+      (b) => JSON.parse(b.toString('utf8')) as { StatusCode: number; Error: { Message: string } | null },
+    );
+    return { result };
+  }
+  logs(id: string, query: Record<string, string | number | boolean | undefined>): Promise<RawResponse> {
+    return this.stream({ method: 'GET', path: `/containers/${id}/logs`, query });
+  }
+  /** A hijacked connection (`Upgrade: tcp`), as docker attach and docker run use. */
+  async hijack(
+    p: string,
+    query: RequestOptions['query'],
+    body?: unknown,
+  ): Promise<import('node:net').Socket> {
+    const prefix = `/v${await this.apiVersion()}`;
+    const payload = body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body));
+    const ep = this.endpoint;
+    return new Promise((resolve, reject) => {
+      const req = (ep.tls ? https : http).request({
+        method: 'POST',
+        path: prefix + p + encodeQuery(query),
+        headers: {
+          'User-Agent': 'Berth-Client/0.1.0',
+          Connection: 'Upgrade',
+          Upgrade: 'tcp',
+          'Content-Type': body === undefined ? 'text/plain' : 'application/json',
+          'Content-Length': String(payload.length),
+        },
+        ...(ep.socketPath ? { socketPath: ep.socketPath } : { host: ep.hostname, port: ep.port }),
+      });
+      req.on('upgrade', (_res, socket, head) => {
+        if (head.length) socket.unshift(head);
+        resolve(socket);
+      });
+      req.on('response', (res) => {
+        readAll(res).then((b) => reject(toApiError(res.statusCode ?? 500, b)), reject);
+      });
+      req.on('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          ['ENOENT', 'ECONNREFUSED'].includes(err.code ?? '')
+            ? new ConnectError(
+                ep.host,
+                err.code,
+                `Cannot connect to the Berth daemon at ${ep.host}. Is the daemon running?`,
+              )
+            : err,
+        ),
+      );
+      req.end(payload);
+    });
+  }
+
   // --- images ---
   listImages(
     opts: { all?: boolean; digests?: boolean; filters?: Record<string, string[]> } = {},
@@ -236,6 +362,38 @@ export class Client {
       onMessage,
     );
   }
+}
+
+export interface ContainerSummary {
+  Id: string;
+  Names: string[];
+  Image: string;
+  ImageID: string;
+  Command: string;
+  Created: number;
+  State: string;
+  Status: string;
+  Labels: Record<string, string> | null;
+  Ports: { IP?: string; PrivatePort: number; PublicPort?: number; Type: string }[];
+  [key: string]: unknown;
+}
+
+export interface ContainerInspect {
+  Id: string;
+  Name: string;
+  State: {
+    Status: string;
+    Running: boolean;
+    Paused: boolean;
+    ExitCode: number;
+    Error: string;
+    StartedAt: string;
+    FinishedAt: string;
+    Pid: number;
+  };
+  Config: { Tty: boolean; OpenStdin: boolean; Image: string; [key: string]: unknown };
+  HostConfig: Record<string, unknown>;
+  [key: string]: unknown;
 }
 
 function compare(a: string, b: string): number {

@@ -15,6 +15,7 @@ export interface DaemonOptions {
   registryMirrors: string[];
   insecureRegistries: string[];
   labels: string[];
+  cgroupParent: string;
   tls: boolean;
   tlsVerify: boolean;
   tlsCert?: string;
@@ -34,6 +35,7 @@ export const defaults: DaemonOptions = {
   registryMirrors: [],
   insecureRegistries: [],
   labels: [],
+  cgroupParent: '/berth',
   tls: false,
   tlsVerify: false,
 };
@@ -48,6 +50,7 @@ const fileKeys: Record<string, keyof DaemonOptions> = {
   'registry-mirrors': 'registryMirrors',
   'insecure-registries': 'insecureRegistries',
   labels: 'labels',
+  'cgroup-parent': 'cgroupParent',
   tls: 'tls',
   tlsverify: 'tlsVerify',
   tlscert: 'tlsCert',

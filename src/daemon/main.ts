@@ -90,6 +90,7 @@ export async function main(argv: string[]): Promise<void> {
     insecureRegistries: opts.insecureRegistries,
     debug: opts.debug,
     labels: opts.labels,
+    cgroupParent: opts.cgroupParent,
   });
 
   const servers: http.Server[] = [];

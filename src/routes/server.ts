@@ -3,6 +3,7 @@
  */
 import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { BerthError, httpStatus } from '../common/errors.js';
 import type { Engine } from '../engine/engine.js';
 import {
   API_VERSION,
@@ -14,6 +15,7 @@ import {
   sendJson,
   standardHeaders,
 } from './http.js';
+import { containerRoutes, handleAttachUpgrade } from './containers.js';
 import { imageRoutes } from './images.js';
 import { systemRoutes } from './system.js';
 
@@ -26,6 +28,7 @@ export function buildRouter(engine: Engine): Router {
   const router = new Router();
   systemRoutes(router, engine);
   imageRoutes(router, engine);
+  containerRoutes(router, engine);
   return router;
 }
 
@@ -36,7 +39,36 @@ export function createApiServer(engine: Engine): http.Server {
   });
   server.headersTimeout = 0;
   server.requestTimeout = 0;
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+    handleUpgrade(engine, req, socket, head),
+  );
   return server;
+}
+
+/** Hijacked streams (`Upgrade: tcp`): attach now; exec start joins it with the exec room. */
+function handleUpgrade(engine: Engine, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  socket.on('error', () => undefined);
+  const url = new URL(req.url ?? '/', 'http://berth');
+  const m = VERSION_PREFIX.exec(url.pathname);
+  const p = m ? m[2] : url.pathname;
+  try {
+    const attach = /^\/containers\/([^/]+)\/attach\/?$/.exec(p);
+    if (req.method === 'POST' && attach) {
+      handleAttachUpgrade(engine, decodeURIComponent(attach[1]), url.searchParams, socket, head);
+      return;
+    }
+    rawError(socket, 404, 'page not found');
+  } catch (err) {
+    const status = err instanceof BerthError ? httpStatus(err.kind) : 500;
+    rawError(socket, status, err instanceof Error ? err.message : String(err));
+  }
+}
+
+function rawError(socket: Duplex, status: number, message: string): void {
+  const body = JSON.stringify({ message }) + '\n';
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nApi-Version: ${API_VERSION}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
 }
 
 async function dispatch(router: Router, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

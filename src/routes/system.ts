@@ -87,12 +87,13 @@ export function goArch(): string {
 
 function infoBody(engine: Engine): Record<string, unknown> {
   const cfg = engine.config;
+  const c = engine.containers.counts();
   return {
     ID: engine.id,
-    Containers: 0,
-    ContainersRunning: 0,
-    ContainersPaused: 0,
-    ContainersStopped: 0,
+    Containers: c.total,
+    ContainersRunning: c.running,
+    ContainersPaused: c.paused,
+    ContainersStopped: c.stopped,
     Images: engine.images.count,
     Driver: 'overlay2',
     DriverStatus: [

@@ -3,7 +3,16 @@
  * stdio, writes its log and exit code, and serves an attach socket, so containers outlive berthd.
  */
 import { execFile, spawn } from 'node:child_process';
-import { closeSync, constants, existsSync, openSync, promises as fsp, readFileSync, watch, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  openSync,
+  promises as fsp,
+  readFileSync,
+  watch,
+  writeSync,
+} from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { SeqpacketSocket } from 'node-unix-socket';
@@ -38,24 +47,41 @@ export class ConmonRuntime {
   }
 
   /** Creates the container (not started). Returns the container's and conmon's pids. */
-  async create(id: string, bundle: string, spec: OciSpec, opts: CreateOptions): Promise<{ pid: number; conmonPid: number }> {
+  async create(
+    id: string,
+    bundle: string,
+    spec: OciSpec,
+    opts: CreateOptions,
+  ): Promise<{ pid: number; conmonPid: number }> {
     await fsp.mkdir(path.join(bundle, 'exits'), { recursive: true });
     await fsp.rm(path.join(bundle, 'exits', id), { force: true });
     await writeFileAtomic(path.join(bundle, 'config.json'), JSON.stringify(spec));
     const args = [
-      '--api-version', '1',
-      '-c', id,
-      '-u', id,
-      '-n', id,
-      '-r', this.runc,
-      '-b', bundle,
-      '-p', path.join(bundle, 'pidfile'),
-      '-P', path.join(bundle, 'conmon.pid'),
-      '-l', `k8s-file:${opts.logPath}`,
-      '--exit-dir', path.join(bundle, 'exits'),
+      '--api-version',
+      '1',
+      '-c',
+      id,
+      '-u',
+      id,
+      '-n',
+      id,
+      '-r',
+      this.runc,
+      '-b',
+      bundle,
+      '-p',
+      path.join(bundle, 'pidfile'),
+      '-P',
+      path.join(bundle, 'conmon.pid'),
+      '-l',
+      `k8s-file:${opts.logPath}`,
+      '--exit-dir',
+      path.join(bundle, 'exits'),
       '--full-attach',
-      '--runtime-arg', '--root',
-      '--runtime-arg', this.paths.runcRoot,
+      '--runtime-arg',
+      '--root',
+      '--runtime-arg',
+      this.paths.runcRoot,
     ];
     if (opts.terminal) args.push('-t');
     else if (opts.stdin) {
@@ -90,7 +116,8 @@ export class ConmonRuntime {
     } catch {
       throw new RuntimeError(`conmon failed to create the container${stderr ? `: ${stderr.trim()}` : ''}`);
     }
-    if (typeof msg.data !== 'number' || msg.data < 0) throw new RuntimeError(cleanRuncMessage(msg.message ?? 'runc create failed'));
+    if (typeof msg.data !== 'number' || msg.data < 0)
+      throw new RuntimeError(cleanRuncMessage(msg.message ?? 'runc create failed'));
     if (opts.terminal && opts.consoleSize) this.resize(bundle, opts.consoleSize.rows, opts.consoleSize.cols);
     const conmonPid = Number(readFileSync(path.join(bundle, 'conmon.pid'), 'utf8').trim());
     return { pid: msg.data, conmonPid };

@@ -33,7 +33,12 @@ export interface OciSeccomp {
 }
 
 const GO_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: 'x86' };
-const SCMP_ARCH: Record<string, string> = { amd64: 'SCMP_ARCH_X86_64', arm64: 'SCMP_ARCH_AARCH64', arm: 'SCMP_ARCH_ARM', x86: 'SCMP_ARCH_X86' };
+const SCMP_ARCH: Record<string, string> = {
+  amd64: 'SCMP_ARCH_X86_64',
+  arm64: 'SCMP_ARCH_AARCH64',
+  arm: 'SCMP_ARCH_ARM',
+  x86: 'SCMP_ARCH_X86',
+};
 
 let cached: DockerProfile | null | undefined;
 
@@ -42,7 +47,10 @@ function loadDefault(): DockerProfile | null {
   try {
     cached = JSON.parse(readFileSync(DEFAULT_PROFILE_PATH, 'utf8')) as DockerProfile;
   } catch (err) {
-    log.warn('no default seccomp profile: containers run without seccomp', { path: DEFAULT_PROFILE_PATH, error: String(err) });
+    log.warn('no default seccomp profile: containers run without seccomp', {
+      path: DEFAULT_PROFILE_PATH,
+      error: String(err),
+    });
     cached = null;
   }
   return cached;

@@ -25,13 +25,47 @@ export const DEFAULT_CAPS = [
 ];
 
 export const ALL_CAPS = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID',
-  'CAP_SETUID', 'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN',
-  'CAP_NET_RAW', 'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE',
-  'CAP_SYS_PACCT', 'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME',
-  'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD', 'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP',
-  'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ',
-  'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_DAC_READ_SEARCH',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+  'CAP_KILL',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETPCAP',
+  'CAP_LINUX_IMMUTABLE',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_NET_BROADCAST',
+  'CAP_NET_ADMIN',
+  'CAP_NET_RAW',
+  'CAP_IPC_LOCK',
+  'CAP_IPC_OWNER',
+  'CAP_SYS_MODULE',
+  'CAP_SYS_RAWIO',
+  'CAP_SYS_CHROOT',
+  'CAP_SYS_PTRACE',
+  'CAP_SYS_PACCT',
+  'CAP_SYS_ADMIN',
+  'CAP_SYS_BOOT',
+  'CAP_SYS_NICE',
+  'CAP_SYS_RESOURCE',
+  'CAP_SYS_TIME',
+  'CAP_SYS_TTY_CONFIG',
+  'CAP_MKNOD',
+  'CAP_LEASE',
+  'CAP_AUDIT_WRITE',
+  'CAP_AUDIT_CONTROL',
+  'CAP_SETFCAP',
+  'CAP_MAC_OVERRIDE',
+  'CAP_MAC_ADMIN',
+  'CAP_SYSLOG',
+  'CAP_WAKE_ALARM',
+  'CAP_BLOCK_SUSPEND',
+  'CAP_AUDIT_READ',
+  'CAP_PERFMON',
+  'CAP_BPF',
+  'CAP_CHECKPOINT_RESTORE',
 ];
 
 export const MASKED_PATHS = [
@@ -63,7 +97,9 @@ export function capabilitySet(input: Pick<SpecInput, 'capAdd' | 'capDrop' | 'pri
   if (input.privileged) return [...ALL_CAPS];
   const add = (input.capAdd ?? []).map(normalizeCap);
   const drop = (input.capDrop ?? []).map(normalizeCap);
-  let caps = add.includes('ALL') ? [...ALL_CAPS] : [...DEFAULT_CAPS, ...add.filter((c) => !DEFAULT_CAPS.includes(c))];
+  let caps = add.includes('ALL')
+    ? [...ALL_CAPS]
+    : [...DEFAULT_CAPS, ...add.filter((c) => !DEFAULT_CAPS.includes(c))];
   if (drop.includes('ALL')) caps = add.filter((c) => c !== 'ALL');
   else caps = caps.filter((c) => !drop.includes(c));
   return [...new Set(caps)];
@@ -72,12 +108,32 @@ export function capabilitySet(input: Pick<SpecInput, 'capAdd' | 'capDrop' | 'pri
 function defaultMounts(shmSize: number): Mount[] {
   return [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-    { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+    {
+      destination: '/dev',
+      type: 'tmpfs',
+      source: 'tmpfs',
+      options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+    },
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+    },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro', 'nosuid', 'noexec', 'nodev'] },
+    {
+      destination: '/sys/fs/cgroup',
+      type: 'cgroup',
+      source: 'cgroup',
+      options: ['ro', 'nosuid', 'noexec', 'nodev'],
+    },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', `size=${shmSize}`] },
+    {
+      destination: '/dev/shm',
+      type: 'tmpfs',
+      source: 'shm',
+      options: ['nosuid', 'noexec', 'nodev', 'mode=1777', `size=${shmSize}`],
+    },
   ];
 }
 
@@ -106,7 +162,10 @@ function deviceNumbers(p: string): { major: number; minor: number } {
     throw invalidArgument(`no such device: ${p}`);
   }
   // glibc's encoding of dev_t
-  return { major: ((rdev >> 8) & 0xfff) | ((rdev >> 32) & ~0xfff), minor: (rdev & 0xff) | ((rdev >> 12) & ~0xff) };
+  return {
+    major: ((rdev >> 8) & 0xfff) | ((rdev >> 32) & ~0xfff),
+    minor: (rdev & 0xff) | ((rdev >> 12) & ~0xff),
+  };
 }
 
 export type OciSpec = Record<string, unknown>;
@@ -142,9 +201,15 @@ export function buildSpec(input: SpecInput): OciSpec {
   const blockIO: Record<string, unknown> = {};
   if (r.blkioWeight) blockIO.weight = r.blkioWeight;
   if (r.blkioDeviceReadBps?.length)
-    blockIO.throttleReadBpsDevice = r.blkioDeviceReadBps.map((d) => ({ ...deviceNumbers(d.path), rate: d.rate }));
+    blockIO.throttleReadBpsDevice = r.blkioDeviceReadBps.map((d) => ({
+      ...deviceNumbers(d.path),
+      rate: d.rate,
+    }));
   if (r.blkioDeviceWriteBps?.length)
-    blockIO.throttleWriteBpsDevice = r.blkioDeviceWriteBps.map((d) => ({ ...deviceNumbers(d.path), rate: d.rate }));
+    blockIO.throttleWriteBpsDevice = r.blkioDeviceWriteBps.map((d) => ({
+      ...deviceNumbers(d.path),
+      rate: d.rate,
+    }));
 
   const resources: Record<string, unknown> = {
     devices: input.privileged ? [{ allow: true, access: 'rwm' }] : DEFAULT_DEVICE_RULES,
@@ -156,7 +221,8 @@ export function buildSpec(input: SpecInput): OciSpec {
 
   let seccomp: unknown;
   if (!input.privileged && input.seccomp !== 'unconfined') {
-    seccomp = typeof input.seccomp === 'object' ? toOciSeccomp(input.seccomp.profile, caps) : defaultSeccomp(caps);
+    seccomp =
+      typeof input.seccomp === 'object' ? toOciSeccomp(input.seccomp.profile, caps) : defaultSeccomp(caps);
   }
 
   const mounts = [...defaultMounts(input.shmSize ?? 64 * 1024 * 1024)];
@@ -165,18 +231,33 @@ export function buildSpec(input: SpecInput): OciSpec {
     if (i >= 0) mounts.splice(i, 1);
     mounts.push(m);
   }
-  if (input.privileged) for (const m of mounts) if (m.destination === '/sys' || m.destination === '/sys/fs/cgroup') m.options = m.options?.filter((o) => o !== 'ro');
+  if (input.privileged)
+    for (const m of mounts)
+      if (m.destination === '/sys' || m.destination === '/sys/fs/cgroup')
+        m.options = m.options?.filter((o) => o !== 'ro');
 
   return {
     ociVersion: '1.0.2',
     process: {
       terminal: input.terminal,
-      user: { uid: input.user.uid, gid: input.user.gid, ...(input.user.additionalGids?.length ? { additionalGids: input.user.additionalGids } : {}) },
+      user: {
+        uid: input.user.uid,
+        gid: input.user.gid,
+        ...(input.user.additionalGids?.length ? { additionalGids: input.user.additionalGids } : {}),
+      },
       args: input.args,
       env: input.env,
       cwd: input.cwd || '/',
       capabilities: { bounding: caps, effective: caps, permitted: caps },
-      ...(input.ulimits?.length ? { rlimits: input.ulimits.map((u) => ({ type: `RLIMIT_${u.name.toUpperCase()}`, soft: u.soft, hard: u.hard })) } : {}),
+      ...(input.ulimits?.length
+        ? {
+            rlimits: input.ulimits.map((u) => ({
+              type: `RLIMIT_${u.name.toUpperCase()}`,
+              soft: u.soft,
+              hard: u.hard,
+            })),
+          }
+        : {}),
       noNewPrivileges: !!input.noNewPrivileges,
       ...(input.oomScoreAdj ? { oomScoreAdj: input.oomScoreAdj } : {}),
     },

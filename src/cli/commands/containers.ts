@@ -1,0 +1,498 @@
+import type { Command } from 'commander';
+import { ApiError, type Client, type ContainerSummary } from '../../client/client.js';
+import { type CliContext, connect } from '../context.js';
+import { describeError, ExitError } from '../errors.js';
+import { type Column, printInspect, printRows } from '../output.js';
+import { createBody, type RunFlags } from '../runflags.js';
+import { copyRaw, demux, terminalSize } from '../stdio.js';
+import { truncateId } from '../table.js';
+import { goTime, parseFilterFlags, since } from './images.js';
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+function addRunFlags(cmd: Command): Command {
+  return cmd
+    .option('-d, --detach', 'run container in background and print container ID')
+    .option('--rm', 'automatically remove the container when it exits')
+    .option('-i, --interactive', 'keep STDIN open even if not attached')
+    .option('-t, --tty', 'allocate a pseudo-TTY')
+    .option('--name <name>', 'assign a name to the container')
+    .option('-e, --env <env>', 'set environment variables', collect, [])
+    .option('--env-file <file>', 'read in a file of environment variables', collect, [])
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-u, --user <user>', 'username or UID (format: <name|uid>[:<group|gid>])')
+    .option('--entrypoint <cmd>', 'overwrite the default ENTRYPOINT of the image')
+    .option('-h, --hostname <name>', 'container host name')
+    .option('-l, --label <label>', 'set meta data on a container', collect, [])
+    .option('--init', 'run an init inside the container that forwards signals and reaps processes')
+    .option('--stop-signal <signal>', 'signal to stop the container')
+    .option('--stop-timeout <seconds>', 'timeout (in seconds) to stop a container')
+    .option('-m, --memory <bytes>', 'memory limit')
+    .option('--memory-swap <bytes>', 'swap limit equal to memory plus swap: -1 to enable unlimited swap')
+    .option('--memory-reservation <bytes>', 'memory soft limit')
+    .option('--oom-kill-disable', 'disable OOM killer')
+    .option('--cpus <n>', 'number of CPUs')
+    .option('-c, --cpu-shares <n>', 'CPU shares (relative weight)')
+    .option('--cpu-period <n>', 'limit CPU CFS period')
+    .option('--cpu-quota <n>', 'limit CPU CFS quota')
+    .option('--cpuset-cpus <cpus>', 'CPUs in which to allow execution (0-3, 0,1)')
+    .option('--cpuset-mems <mems>', 'MEMs in which to allow execution')
+    .option('--pids-limit <n>', 'tune container pids limit (-1 for unlimited)')
+    .option('--blkio-weight <n>', 'block IO (relative weight), between 10 and 1000')
+    .option('--shm-size <bytes>', 'size of /dev/shm')
+    .option('--ulimit <ulimit>', 'ulimit options', collect, [])
+    .option('--cap-add <cap>', 'add Linux capabilities', collect, [])
+    .option('--cap-drop <cap>', 'drop Linux capabilities', collect, [])
+    .option('--privileged', 'give extended privileges to this container')
+    .option('--read-only', "mount the container's root filesystem as read only")
+    .option('--tmpfs <mount>', 'mount a tmpfs directory', collect, [])
+    .option('--security-opt <opt>', 'security options', collect, [])
+    .option('--group-add <group>', 'add additional groups to join', collect, [])
+    .option('--network <mode>', 'connect a container to a network (none, host)')
+    .option('--pid <mode>', 'PID namespace to use')
+    .option('--ipc <mode>', 'IPC mode to use')
+    .option('--uts <mode>', 'UTS namespace to use')
+    .option('--restart <policy>', 'restart policy to apply when a container exits', undefined)
+    .option('-p, --publish <port>', "publish a container's port(s) to the host", collect, [])
+    .option('--expose <port>', 'expose a port or a range of ports', collect, [])
+    .option('--platform <platform>', 'set platform if server is multi-platform capable')
+    .option('--pull <when>', 'pull image before running ("always", "missing", "never")', 'missing')
+    .option('--detach-keys <keys>', 'override the key sequence for detaching a container')
+    .passThroughOptions();
+}
+
+/** Creates a container; a missing image is reported like Docker (pulling arrives with the hub). */
+async function createContainer(client: Client, image: string, cmd: string[], f: RunFlags): Promise<string> {
+  const body = createBody(image, cmd, f);
+  try {
+    const r = await client.createContainer(body, f.name, f.platform);
+    for (const w of r.Warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
+    return r.Id;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404 && /No such image/.test(err.message))
+      process.stderr.write(`Unable to find image '${image}' locally\n`);
+    throw runError(err);
+  }
+}
+
+function runError(err: unknown): ExitError {
+  if (err instanceof ExitError) return err;
+  return new ExitError(125, `berth: ${describeError(err)}\n\nRun 'berth run --help' for more information`);
+}
+
+/** docker's mapping of a failed start's message to an exit code. */
+function startExitCode(msg: string): number {
+  if (/executable file not found|no such file or directory|not found/.test(msg)) return 127;
+  if (/permission denied|is a directory|cannot execute/.test(msg)) return 126;
+  return 125;
+}
+
+/** Attaches to a container's stdio (before it starts, so nothing is lost) and streams until it ends. */
+async function attachAndStream(
+  client: Client,
+  id: string,
+  opts: { tty: boolean; stdin: boolean; detachKeys?: string },
+): Promise<{ done: Promise<void>; afterStart: () => void }> {
+  const sock = await client.hijack(`/containers/${id}/attach`, {
+    stream: 1,
+    stdin: opts.stdin ? 1 : 0,
+    stdout: 1,
+    stderr: 1,
+    detachKeys: opts.detachKeys,
+  });
+  const done = opts.tty ? copyRaw(sock, process.stdout) : demux(sock, process.stdout, process.stderr);
+  let restoreTty = () => {};
+  if (opts.stdin) {
+    if (opts.tty && process.stdin.isTTY) {
+      process.stdin.setRawMode(true);
+      restoreTty = () => process.stdin.setRawMode(false);
+    }
+    process.stdin.on('data', (d: Buffer) => sock.write(d));
+    process.stdin.on('end', () => {
+      if (!opts.tty) sock.end();
+    });
+  } else sock.end();
+  const afterStart = () => {
+    if (!opts.tty) return;
+    const resize = () => {
+      const size = terminalSize();
+      if (size) client.resizeContainer(id, size.rows, size.cols).catch(() => undefined);
+    };
+    resize();
+    process.stdout.on('resize', resize);
+  };
+  return {
+    done: done.finally(() => {
+      restoreTty();
+      process.stdin.pause();
+    }),
+    afterStart,
+  };
+}
+
+async function runCommand(ctx: CliContext, image: string, cmd: string[], f: RunFlags): Promise<number> {
+  const client = await connect(ctx);
+  const id = await createContainer(client, image, cmd, f);
+  if (f.detach) {
+    try {
+      await client.startContainer(id);
+    } catch (err) {
+      throw new ExitError(startExitCode(describeError(err)), `berth: ${describeError(err)}`);
+    }
+    process.stdout.write(id + '\n');
+    return 0;
+  }
+  const stream = await attachAndStream(client, id, {
+    tty: !!f.tty,
+    stdin: !!f.interactive,
+    detachKeys: f.detachKeys,
+  });
+  const wait = await client.waitContainer(id, f.rm ? 'removed' : 'next-exit');
+  try {
+    await client.startContainer(id);
+  } catch (err) {
+    const msg = describeError(err);
+    throw new ExitError(startExitCode(msg), `berth: ${msg}`);
+  }
+  stream.afterStart();
+  await stream.done;
+  // The attach stream also ends when the user detaches (ctrl-p ctrl-q): then no exit code comes.
+  const r = await Promise.race([
+    wait.result,
+    stream.done.then(() => new Promise<null>((res) => setTimeout(() => res(null), 2000).unref())),
+  ]);
+  if (r === null) return 0; // detached with the detach keys: the container keeps running
+  if (r.Error) throw new ExitError(125, `berth: ${r.Error.Message}`);
+  return r.StatusCode;
+}
+
+function psColumns(noTrunc: boolean): Column<ContainerSummary>[] {
+  const cmd = (s: string) => {
+    const c = noTrunc || s.length <= 20 ? s : s.slice(0, 19) + '…';
+    return `"${c}"`;
+  };
+  return [
+    { header: 'CONTAINER ID', field: 'ID', value: (c) => (noTrunc ? c.Id : truncateId(c.Id)) },
+    { header: 'IMAGE', field: 'Image', value: (c) => c.Image },
+    { header: 'COMMAND', field: 'Command', value: (c) => cmd(c.Command) },
+    { header: 'CREATED', field: 'RunningFor', value: (c) => since(c.Created) },
+    { header: 'STATUS', field: 'Status', value: (c) => c.Status },
+    { header: 'PORTS', field: 'Ports', value: () => '' },
+    { header: 'NAMES', field: 'Names', value: (c) => c.Names.map((n) => n.replace(/^\//, '')).join(',') },
+  ];
+}
+
+export function containerCommands(program: Command, ctx: CliContext): void {
+  const container = program.command('container').description('Manage containers');
+
+  for (const parent of [program, container]) {
+    addRunFlags(parent.command('run').description('Create and run a new container from an image'))
+      .argument('<image>')
+      .argument('[command...]')
+      .action(async (image: string, cmd: string[], f: RunFlags) => {
+        const code = await runCommand(ctx, image, cmd, f);
+        if (code !== 0) throw new ExitError(code);
+      });
+
+    addRunFlags(parent.command('create').description('Create a new container'))
+      .argument('<image>')
+      .argument('[command...]')
+      .action(async (image: string, cmd: string[], f: RunFlags) => {
+        const client = await connect(ctx);
+        process.stdout.write((await createContainer(client, image, cmd, f)) + '\n');
+      });
+
+    parent
+      .command('start')
+      .description('Start one or more stopped containers')
+      .argument('<container...>')
+      .option('-a, --attach', 'attach STDOUT/STDERR and forward signals')
+      .option('-i, --interactive', "attach container's STDIN")
+      .action(async (ids: string[], o: { attach?: boolean; interactive?: boolean }) => {
+        const client = await connect(ctx);
+        if (o.attach || o.interactive) {
+          const info = await client.inspectContainer(ids[0]);
+          const stream = await attachAndStream(client, info.Id, {
+            tty: info.Config.Tty,
+            stdin: !!o.interactive,
+          });
+          const wait = await client.waitContainer(info.Id, 'next-exit');
+          await client.startContainer(info.Id);
+          stream.afterStart();
+          await stream.done;
+          const r = await wait.result;
+          if (r.StatusCode) throw new ExitError(r.StatusCode);
+          return;
+        }
+        await eachContainer(ids, async (id) => {
+          await client.startContainer(id);
+          process.stdout.write(id + '\n');
+        });
+      });
+
+    parent
+      .command('attach')
+      .description('Attach local standard input, output, and error streams to a running container')
+      .argument('<container>')
+      .option('--no-stdin', 'do not attach STDIN')
+      .option('--detach-keys <keys>', 'override the key sequence for detaching a container')
+      .action(async (ref: string, o: { stdin: boolean; detachKeys?: string }) => {
+        const client = await connect(ctx);
+        const info = await client.inspectContainer(ref);
+        if (!info.State.Running)
+          throw new ExitError(1, 'You cannot attach to a stopped container, start it first');
+        const stream = await attachAndStream(client, info.Id, {
+          tty: info.Config.Tty,
+          stdin: o.stdin && info.Config.OpenStdin,
+          detachKeys: o.detachKeys,
+        });
+        stream.afterStart();
+        await stream.done;
+        const after = await client.inspectContainer(info.Id).catch(() => undefined);
+        if (after && !after.State.Running && after.State.ExitCode) throw new ExitError(after.State.ExitCode);
+      });
+
+    parent
+      .command('logs')
+      .description('Fetch the logs of a container')
+      .argument('<container>')
+      .option('-f, --follow', 'follow log output')
+      .option('--tail <n>', 'number of lines to show from the end of the logs', 'all')
+      .option('--since <time>', 'show logs since timestamp or relative (e.g. 42m)')
+      .option('--until <time>', 'show logs before a timestamp or relative')
+      .option('-t, --timestamps', 'show timestamps')
+      .action(
+        async (
+          ref: string,
+          o: { follow?: boolean; tail: string; since?: string; until?: string; timestamps?: boolean },
+        ) => {
+          const client = await connect(ctx);
+          const info = await client.inspectContainer(ref);
+          const res = await client.logs(info.Id, {
+            stdout: 1,
+            stderr: 1,
+            follow: o.follow ? 1 : undefined,
+            tail: o.tail,
+            since: o.since ? timeArg(o.since) : undefined,
+            until: o.until ? timeArg(o.until) : undefined,
+            timestamps: o.timestamps ? 1 : undefined,
+          });
+          if (info.Config.Tty) await copyRaw(res.stream, process.stdout);
+          else await demux(res.stream, process.stdout, process.stderr);
+        },
+      );
+
+    parent
+      .command('stop')
+      .description('Stop one or more running containers')
+      .argument('<container...>')
+      .option('-t, --time <seconds>', 'seconds to wait before killing the container')
+      .action(async (ids: string[], o: { time?: string }) => {
+        const client = await connect(ctx);
+        await eachContainer(ids, async (id) => {
+          await client.stopContainer(id, o.time === undefined ? undefined : Number(o.time));
+          process.stdout.write(id + '\n');
+        });
+      });
+
+    parent
+      .command('restart')
+      .description('Restart one or more containers')
+      .argument('<container...>')
+      .option('-t, --time <seconds>', 'seconds to wait before killing the container')
+      .action(async (ids: string[], o: { time?: string }) => {
+        const client = await connect(ctx);
+        await eachContainer(ids, async (id) => {
+          await client.restartContainer(id, o.time === undefined ? undefined : Number(o.time));
+          process.stdout.write(id + '\n');
+        });
+      });
+
+    parent
+      .command('kill')
+      .description('Kill one or more running containers')
+      .argument('<container...>')
+      .option('-s, --signal <signal>', 'signal to send to the container')
+      .action(async (ids: string[], o: { signal?: string }) => {
+        const client = await connect(ctx);
+        await eachContainer(ids, async (id) => {
+          await client.killContainer(id, o.signal);
+          process.stdout.write(id + '\n');
+        });
+      });
+
+    for (const [name, verb] of [
+      ['pause', 'pauseContainer'],
+      ['unpause', 'unpauseContainer'],
+    ] as const) {
+      parent
+        .command(name)
+        .description(`${name === 'pause' ? 'Pause' : 'Unpause'} all processes within one or more containers`)
+        .argument('<container...>')
+        .action(async (ids: string[]) => {
+          const client = await connect(ctx);
+          await eachContainer(ids, async (id) => {
+            await client[verb](id);
+            process.stdout.write(id + '\n');
+          });
+        });
+    }
+
+    parent
+      .command('rename')
+      .description('Rename a container')
+      .argument('<container>')
+      .argument('<new-name>')
+      .action(async (ref: string, name: string) => {
+        await (await connect(ctx)).renameContainer(ref, name);
+      });
+
+    parent
+      .command('wait')
+      .description('Block until one or more containers stop, then print their exit codes')
+      .argument('<container...>')
+      .action(async (ids: string[]) => {
+        const client = await connect(ctx);
+        await eachContainer(ids, async (id) => {
+          const w = await client.waitContainer(id);
+          process.stdout.write(`${(await w.result).StatusCode}\n`);
+        });
+      });
+  }
+
+  for (const [parent, name] of [
+    [program, 'rm'],
+    [container, 'rm'],
+  ] as const) {
+    parent
+      .command(name)
+      .description('Remove one or more containers')
+      .argument('<container...>')
+      .option('-f, --force', 'force the removal of a running container (uses SIGKILL)')
+      .option('-v, --volumes', 'remove anonymous volumes associated with the container')
+      .action(async (ids: string[], o: { force?: boolean; volumes?: boolean }) => {
+        const client = await connect(ctx);
+        await eachContainer(ids, async (id) => {
+          await client.removeContainer(id, o);
+          process.stdout.write(id + '\n');
+        });
+      });
+  }
+
+  for (const [parent, name, aliases] of [
+    [program, 'ps', []],
+    [container, 'ls', ['list', 'ps']],
+  ] as const) {
+    parent
+      .command(name)
+      .aliases([...aliases])
+      .description('List containers')
+      .option('-a, --all', 'show all containers (default shows just running)')
+      .option('-f, --filter <filter>', 'filter output based on conditions provided', collect, [])
+      .option('--format <format>', 'format output using a custom template')
+      .option('-n, --last <n>', 'show n last created containers (includes all states)')
+      .option('-l, --latest', 'show the latest created container (includes all states)')
+      .option('--no-trunc', "don't truncate output")
+      .option('-q, --quiet', 'only display container IDs')
+      .option('-s, --size', 'display total file sizes')
+      .action(
+        async (o: {
+          all?: boolean;
+          filter: string[];
+          format?: string;
+          last?: string;
+          latest?: boolean;
+          trunc: boolean;
+          quiet?: boolean;
+        }) => {
+          const client = await connect(ctx);
+          const limit = o.latest ? 1 : o.last ? Number(o.last) : undefined;
+          const list = await client.listContainers({
+            all: o.all,
+            limit,
+            filters: parseFilterFlags(o.filter),
+          });
+          if (o.quiet) {
+            for (const c of list) process.stdout.write((o.trunc ? truncateId(c.Id) : c.Id) + '\n');
+            return;
+          }
+          const cols = psColumns(!o.trunc);
+          printRows(list, cols, o.format, (c) => ({
+            ID: o.trunc ? truncateId(c.Id) : c.Id,
+            Image: c.Image,
+            Command: cols[2].value(c),
+            CreatedAt: goTime(c.Created),
+            RunningFor: since(c.Created),
+            Ports: '',
+            State: c.State,
+            Status: c.Status,
+            Size: '0B',
+            Names: c.Names.map((n) => n.replace(/^\//, '')).join(','),
+            Labels: Object.entries(c.Labels ?? {})
+              .map(([k, v]) => `${k}=${v}`)
+              .join(','),
+            Mounts: '',
+            Networks: '',
+          }));
+        },
+      );
+  }
+
+  container
+    .command('inspect')
+    .description('Display detailed information on one or more containers')
+    .argument('<container...>')
+    .option('-f, --format <format>', 'format output using a Go template')
+    .action(async (ids: string[], o: { format?: string }) => {
+      const client = await connect(ctx);
+      const found: unknown[] = [];
+      let failed = false;
+      for (const id of ids) {
+        try {
+          found.push(await client.inspectContainer(id));
+        } catch (err) {
+          if (!(err instanceof ApiError) || err.status !== 404) throw err;
+          failed = true;
+          process.stderr.write(`Error: No such container: ${id}\n`);
+        }
+      }
+      printInspect(found, o.format);
+      if (failed) throw new ExitError(1);
+    });
+
+  container
+    .command('prune')
+    .description('Remove all stopped containers')
+    .option('-f, --force', 'do not prompt for confirmation')
+    .option('--filter <filter>', 'provide filter values', collect, [])
+    .action(async (o: { filter: string[] }) => {
+      const client = await connect(ctx);
+      const r = await client.pruneContainers(parseFilterFlags(o.filter));
+      if (r.ContainersDeleted?.length)
+        process.stdout.write(`Deleted Containers:\n${r.ContainersDeleted.join('\n')}\n\n`);
+      process.stdout.write(`Total reclaimed space: 0B\n`);
+    });
+}
+
+/** `10m`, `1h30m` relative to now, else passed through (RFC 3339 or unix seconds). */
+function timeArg(s: string): string {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(s);
+  if (!m) return s;
+  const mult = { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+  return String(Date.now() / 1000 - Number(m[1]) * mult);
+}
+
+async function eachContainer(ids: string[], fn: (id: string) => Promise<void>): Promise<void> {
+  let failed = false;
+  for (const id of ids) {
+    try {
+      await fn(id);
+    } catch (err) {
+      failed = true;
+      process.stderr.write(describeError(err) + '\n');
+    }
+  }
+  if (failed) throw new ExitError(1);
+}

@@ -1,0 +1,201 @@
+/**
+ * `run`/`create` flags turned into an Engine API create body, with Docker's flag errors.
+ */
+import { readFileSync } from 'node:fs';
+import { ExitError } from './errors.js';
+
+/** go-units RAMInBytes: binary units, e.g. 512m, 1g, 1.5GiB. */
+export function parseMemory(v: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$/.exec(v.trim());
+  if (!m) throw new ExitError(125, `invalid argument "${v}" for "${flag}" flag: invalid size: '${v}'`);
+  const mult =
+    { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 }[(m[2] ?? '').toLowerCase()] ??
+    1;
+  return Math.floor(Number(m[1]) * mult);
+}
+
+function parseCpus(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || !/^\d*\.?\d+$/.test(v.trim()))
+    throw new ExitError(
+      125,
+      `invalid argument "${v}" for "--cpus" flag: failed to parse ${v} as a rational number`,
+    );
+  return Math.round(n * 1e9);
+}
+
+function parseInteger(v: string, flag: string): number {
+  if (!/^-?\d+$/.test(v.trim()))
+    throw new ExitError(
+      125,
+      `invalid argument "${v}" for "${flag}" flag: strconv.ParseInt: parsing "${v}": invalid syntax`,
+    );
+  return Number(v);
+}
+
+export interface RunFlags {
+  detach?: boolean;
+  rm?: boolean;
+  interactive?: boolean;
+  tty?: boolean;
+  name?: string;
+  env: string[];
+  envFile: string[];
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  hostname?: string;
+  label: string[];
+  init?: boolean;
+  stopSignal?: string;
+  stopTimeout?: string;
+  memory?: string;
+  memorySwap?: string;
+  memoryReservation?: string;
+  oomKillDisable?: boolean;
+  cpus?: string;
+  cpuShares?: string;
+  cpuPeriod?: string;
+  cpuQuota?: string;
+  cpusetCpus?: string;
+  cpusetMems?: string;
+  pidsLimit?: string;
+  blkioWeight?: string;
+  shmSize?: string;
+  ulimit: string[];
+  capAdd: string[];
+  capDrop: string[];
+  privileged?: boolean;
+  readOnly?: boolean;
+  tmpfs: string[];
+  securityOpt: string[];
+  groupAdd: string[];
+  network?: string;
+  pid?: string;
+  ipc?: string;
+  uts?: string;
+  restart?: string;
+  publish: string[];
+  expose: string[];
+  platform?: string;
+  pull?: string;
+  detachKeys?: string;
+}
+
+function envFileLines(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ExitError(
+      125,
+      `open ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`,
+    );
+  }
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => (l.includes('=') ? l : process.env[l] !== undefined ? `${l}=${process.env[l]}` : l));
+}
+
+/** `-e NAME` takes NAME's value from this environment, like Docker. */
+function envArg(e: string): string {
+  if (e.includes('=')) return e;
+  return process.env[e] !== undefined ? `${e}=${process.env[e]}` : e;
+}
+
+function keyValues(list: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const l of list) {
+    const eq = l.indexOf('=');
+    out[eq < 0 ? l : l.slice(0, eq)] = eq < 0 ? '' : l.slice(eq + 1);
+  }
+  return out;
+}
+
+export function createBody(image: string, cmd: string[], f: RunFlags): Record<string, unknown> {
+  const restart = f.restart ? parseRestart(f.restart) : { Name: 'no', MaximumRetryCount: 0 };
+  const tmpfs: Record<string, string> = {};
+  for (const t of f.tmpfs) {
+    const i = t.indexOf(':');
+    tmpfs[i < 0 ? t : t.slice(0, i)] = i < 0 ? '' : t.slice(i + 1);
+  }
+  const ulimits = f.ulimit.map((u) => {
+    const m = /^([a-z]+)=(-?\d+)(?::(-?\d+))?$/.exec(u);
+    if (!m)
+      throw new ExitError(125, `invalid argument "${u}" for "--ulimit" flag: invalid ulimit argument: ${u}`);
+    return { Name: m[1], Soft: Number(m[2]), Hard: Number(m[3] ?? m[2]) };
+  });
+  const exposed: Record<string, object> = {};
+  for (const e of f.expose) exposed[e.includes('/') ? e : `${e}/tcp`] = {};
+  const body: Record<string, unknown> = {
+    Hostname: f.hostname ?? '',
+    Domainname: '',
+    User: f.user ?? '',
+    AttachStdin: !!f.interactive && !f.detach,
+    AttachStdout: !f.detach,
+    AttachStderr: !f.detach,
+    Tty: !!f.tty,
+    OpenStdin: !!f.interactive,
+    StdinOnce: !!f.interactive && !f.detach,
+    Env: [...f.envFile.flatMap(envFileLines), ...f.env.map(envArg)],
+    Cmd: cmd.length ? cmd : null,
+    Image: image,
+    WorkingDir: f.workdir ?? '',
+    Entrypoint: f.entrypoint !== undefined ? (f.entrypoint === '' ? [''] : [f.entrypoint]) : null,
+    Labels: keyValues(f.label),
+    ExposedPorts: exposed,
+    ...(f.stopSignal ? { StopSignal: f.stopSignal } : {}),
+    ...(f.stopTimeout !== undefined ? { StopTimeout: parseInteger(f.stopTimeout, '--stop-timeout') } : {}),
+    HostConfig: {
+      AutoRemove: !!f.rm,
+      NetworkMode: f.network ?? 'default',
+      PidMode: f.pid ?? '',
+      IpcMode: f.ipc ?? '',
+      UTSMode: f.uts ?? '',
+      RestartPolicy: restart,
+      Privileged: !!f.privileged,
+      ReadonlyRootfs: !!f.readOnly,
+      CapAdd: f.capAdd.length ? f.capAdd : null,
+      CapDrop: f.capDrop.length ? f.capDrop : null,
+      SecurityOpt: f.securityOpt.length ? f.securityOpt : null,
+      Memory: f.memory ? parseMemory(f.memory, '-m, --memory') : 0,
+      MemorySwap: f.memorySwap
+        ? f.memorySwap === '-1'
+          ? -1
+          : parseMemory(f.memorySwap, '--memory-swap')
+        : 0,
+      MemoryReservation: f.memoryReservation ? parseMemory(f.memoryReservation, '--memory-reservation') : 0,
+      OomKillDisable: !!f.oomKillDisable,
+      NanoCpus: f.cpus ? parseCpus(f.cpus) : 0,
+      CpuShares: f.cpuShares ? parseInteger(f.cpuShares, '-c, --cpu-shares') : 0,
+      CpuPeriod: f.cpuPeriod ? parseInteger(f.cpuPeriod, '--cpu-period') : 0,
+      CpuQuota: f.cpuQuota ? parseInteger(f.cpuQuota, '--cpu-quota') : 0,
+      CpusetCpus: f.cpusetCpus ?? '',
+      CpusetMems: f.cpusetMems ?? '',
+      PidsLimit: f.pidsLimit ? parseInteger(f.pidsLimit, '--pids-limit') : null,
+      BlkioWeight: f.blkioWeight ? parseInteger(f.blkioWeight, '--blkio-weight') : 0,
+      ShmSize: f.shmSize ? parseMemory(f.shmSize, '--shm-size') : 0,
+      Ulimits: ulimits,
+      Tmpfs: tmpfs,
+      GroupAdd: f.groupAdd.length ? f.groupAdd : null,
+      Init: f.init ? true : null,
+      ConsoleSize: f.tty && process.stdout.isTTY ? [process.stdout.rows, process.stdout.columns] : [0, 0],
+      LogConfig: { Type: '', Config: {} },
+    },
+  };
+  return body;
+}
+
+function parseRestart(s: string): { Name: string; MaximumRetryCount: number } {
+  const [name, count] = s.split(':');
+  if (!['no', 'always', 'unless-stopped', 'on-failure'].includes(name))
+    throw new ExitError(125, `invalid restart policy ${name}`);
+  if (count !== undefined && name !== 'on-failure')
+    throw new ExitError(
+      125,
+      `invalid restart policy format: maximum retry count can only be used with 'on-failure'`,
+    );
+  return { Name: name, MaximumRetryCount: count ? parseInteger(count, '--restart') : 0 };
+}

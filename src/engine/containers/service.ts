@@ -1,0 +1,900 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, promises as fsp, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { readJsonIfExists, writeJsonAtomic } from '../../common/atomic.js';
+import type { Digest } from '../../common/digest.js';
+import { BerthError, conflict, invalidArgument, notFound } from '../../common/errors.js';
+import { log } from '../../common/log.js';
+import type { EventBus } from '../events/events.js';
+import type { ImageStore } from '../images/store.js';
+import { conmonAlive, type ConmonRuntime, RuntimeError } from '../runtime/conmon.js';
+import type { AttachConnection, OutputStream } from '../runtime/runtime.js';
+import { buildSpec } from '../runtime/spec.js';
+import type { Snapshotter } from '../snapshots/snapshots.js';
+import { type ContainerRecord, newState, type Status, ZERO_TIME } from './containers.js';
+import { commandOf, mergeEnv, parseConfig, parseHostConfig } from './create.js';
+import { filterEntries, followEntries, type LogEntry, type LogOptions, readEntries } from './logs.js';
+import { resolveUser } from './user.js';
+
+export interface ContainerDeps {
+  images: ImageStore;
+  snapshots: Snapshotter;
+  runtime: ConmonRuntime;
+  events: EventBus;
+  dataRoot: string;
+  execRoot: string;
+  /** Absolute cgroup parent for containers, e.g. /berth. */
+  cgroupParent: string;
+}
+
+/** Someone attached to a container's stdio (docker attach, docker run). */
+export interface AttachClient {
+  onOutput(stream: OutputStream, data: Buffer): void;
+  onEnd(): void;
+}
+
+export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
+
+interface Live {
+  conn?: AttachConnection;
+  clients: Set<AttachClient>;
+  /** stdin that arrived before the process existed */
+  pendingStdin: Buffer[];
+  pendingEof: boolean;
+  exitWaiters: ((code: number) => void)[];
+  removeWaiters: (() => void)[];
+  cancelWatch?: () => void;
+  restartTimer?: NodeJS.Timeout;
+}
+
+const NAME_RE = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+const SIGNALS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+  SIGSTKFLT: 16,
+  SIGCHLD: 17,
+  SIGCONT: 18,
+  SIGSTOP: 19,
+  SIGTSTP: 20,
+  SIGTTIN: 21,
+  SIGTTOU: 22,
+  SIGURG: 23,
+  SIGXCPU: 24,
+  SIGXFSZ: 25,
+  SIGVTALRM: 26,
+  SIGPROF: 27,
+  SIGWINCH: 28,
+  SIGIO: 29,
+  SIGPWR: 30,
+  SIGSYS: 31,
+};
+
+/** `TERM`, `SIGTERM`, `15` -> `SIGTERM`; InvalidArgument otherwise. */
+export function parseSignal(s: string): string {
+  const up = s.trim().toUpperCase();
+  if (/^\d+$/.test(up)) {
+    const n = Number(up);
+    const name = Object.keys(SIGNALS).find((k) => SIGNALS[k] === n);
+    if (name) return name;
+    if (n >= 34 && n <= 64) return up;
+  }
+  const name = up.startsWith('SIG') ? up : `SIG${up}`;
+  if (name in SIGNALS) return name;
+  throw invalidArgument(`Invalid signal: ${s}`);
+}
+
+export class ContainerService {
+  private readonly records = new Map<string, ContainerRecord>();
+  private readonly names = new Map<string, string>();
+  private readonly live = new Map<string, Live>();
+  private readonly containersDir: string;
+  private readonly bundlesDir: string;
+
+  constructor(private readonly d: ContainerDeps) {
+    this.containersDir = path.join(d.dataRoot, 'containers');
+    this.bundlesDir = path.join(d.execRoot, 'containers');
+  }
+
+  private dir(id: string): string {
+    return path.join(this.containersDir, id);
+  }
+  bundle(id: string): string {
+    return path.join(this.bundlesDir, id);
+  }
+  logPath(id: string): string {
+    return path.join(this.dir(id), 'container.log');
+  }
+
+  async init(): Promise<void> {
+    await fsp.mkdir(this.containersDir, { recursive: true, mode: 0o700 });
+    await fsp.mkdir(this.bundlesDir, { recursive: true, mode: 0o700 });
+    for (const id of await fsp.readdir(this.containersDir)) {
+      const rec = await readJsonIfExists<ContainerRecord>(path.join(this.dir(id), 'config.json')).catch(
+        () => undefined,
+      );
+      if (!rec || rec.id !== id) {
+        log.warn('removing unreadable container state', { id });
+        await fsp.rm(this.dir(id), { recursive: true, force: true });
+        continue;
+      }
+      this.records.set(id, rec);
+      this.names.set(rec.name, id);
+    }
+    for (const rec of this.records.values()) await this.recover(rec);
+  }
+
+  /** After a daemon restart: reattach to running containers, record exits that happened meanwhile. */
+  private async recover(rec: ContainerRecord): Promise<void> {
+    if (!rec.state.Running) {
+      if (rec.hostConfig.AutoRemove && rec.state.Status === 'exited')
+        await this.remove(rec.id, { force: true });
+      else if (
+        ['always'].includes(rec.hostConfig.RestartPolicy.Name) ||
+        (rec.hostConfig.RestartPolicy.Name === 'unless-stopped' && !rec.stoppedByUser)
+      )
+        if (!rec.stoppedByUser)
+          void this.start(rec.id).catch((err: unknown) =>
+            log.warn('restart at daemon start failed', { id: rec.id, error: String(err) }),
+          );
+      return;
+    }
+    const bundle = this.bundle(rec.id);
+    const code = this.d.runtime.exitCode(rec.id, bundle);
+    if (code !== undefined) {
+      await this.onExit(rec.id, rec.generation, code);
+      return;
+    }
+    if (!conmonAlive(bundle)) {
+      // conmon was killed: the exit code is lost (state matrix P18).
+      await this.d.runtime.kill(rec.id, 'SIGKILL').catch(() => undefined);
+      await this.onExit(rec.id, rec.generation, 137, 'container monitor died; exit code unknown');
+      return;
+    }
+    const live = this.liveOf(rec.id);
+    try {
+      live.conn = await this.d.runtime.attach(bundle);
+      this.wireConnection(rec.id, live.conn);
+    } catch (err) {
+      log.warn('could not reattach', { id: rec.id, error: String(err) });
+    }
+    this.watchExit(rec);
+  }
+
+  private liveOf(id: string): Live {
+    let l = this.live.get(id);
+    if (!l) {
+      l = { clients: new Set(), pendingStdin: [], pendingEof: false, exitWaiters: [], removeWaiters: [] };
+      this.live.set(id, l);
+    }
+    return l;
+  }
+
+  private async save(rec: ContainerRecord): Promise<void> {
+    await writeJsonAtomic(path.join(this.dir(rec.id), 'config.json'), rec);
+  }
+
+  get(ref: string): ContainerRecord {
+    const r = this.tryGet(ref);
+    if (!r) throw notFound(`No such container: ${ref}`);
+    return r;
+  }
+
+  tryGet(ref: string): ContainerRecord | undefined {
+    if (!ref) return undefined;
+    const full = this.records.get(ref);
+    if (full) return full;
+    const byName = this.names.get(ref.startsWith('/') ? ref.slice(1) : ref);
+    if (byName) return this.records.get(byName);
+    if (/^[a-f0-9]+$/.test(ref)) {
+      const matches = [...this.records.keys()].filter((id) => id.startsWith(ref));
+      if (matches.length > 1) throw invalidArgument(`multiple IDs found with provided prefix: ${ref}`);
+      if (matches.length === 1) return this.records.get(matches[0]);
+    }
+    return undefined;
+  }
+
+  list(): ContainerRecord[] {
+    return [...this.records.values()];
+  }
+
+  /** Which containers use an image (for rmi). */
+  imageUsage(imageId: Digest): { running: string[]; stopped: string[] } {
+    const running: string[] = [];
+    const stopped: string[] = [];
+    for (const r of this.records.values())
+      if (r.imageId === imageId) (r.state.Running ? running : stopped).push(r.id);
+    return { running, stopped };
+  }
+
+  counts(): { total: number; running: number; paused: number; stopped: number } {
+    let running = 0;
+    let paused = 0;
+    for (const r of this.records.values()) {
+      if (r.state.Paused) paused++;
+      else if (r.state.Running) running++;
+    }
+    return { total: this.records.size, running, paused, stopped: this.records.size - running - paused };
+  }
+
+  async create(body: unknown, name?: string): Promise<{ Id: string; Warnings: string[] }> {
+    const config = parseConfig(body);
+    const hostConfig = parseHostConfig((body as { HostConfig?: unknown }).HostConfig);
+    if (!config.Image) throw invalidArgument('config.Image: image name is required');
+    if (name !== undefined && name !== '' && !NAME_RE.test(name))
+      throw invalidArgument(`Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    const img = this.d.images.resolve(config.Image);
+    const { path: cmdPath, args } = commandOf(config, img);
+    const id = randomBytes(32).toString('hex');
+    const cname = name ? name.replace(/^\//, '') : this.generateName();
+    const taken = this.names.get(cname);
+    if (taken)
+      throw conflict(
+        `Conflict. The container name "/${cname}" is already in use by container "${taken}". You have to remove (or rename) that container to be able to reuse that name.`,
+      );
+    const ic = img.config.config ?? {};
+    const env = mergeEnv(ic.Env ?? [], config.Env);
+    if (!env.some((e) => e.startsWith('PATH=')))
+      env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+    const rec: ContainerRecord = {
+      id,
+      name: cname,
+      created: new Date().toISOString(),
+      image: config.Image,
+      imageId: img.record.id,
+      path: cmdPath,
+      args,
+      config: {
+        ...config,
+        Hostname: config.Hostname || id.slice(0, 12),
+        Env: env,
+        Cmd: config.Cmd ?? (config.Entrypoint ? null : (ic.Cmd ?? null)),
+        Entrypoint: config.Entrypoint ?? ic.Entrypoint ?? null,
+        WorkingDir: config.WorkingDir || ic.WorkingDir || '',
+        User: config.User || ic.User || '',
+        Labels: { ...(ic.Labels ?? {}), ...config.Labels },
+        StopSignal: config.StopSignal ?? ic.StopSignal,
+        ExposedPorts: { ...(ic.ExposedPorts ?? {}), ...(config.ExposedPorts ?? {}) },
+      },
+      hostConfig,
+      state: newState(),
+      restartCount: 0,
+      stoppedByUser: false,
+      generation: 0,
+    };
+    this.names.set(cname, id);
+    try {
+      await fsp.mkdir(this.dir(id), { recursive: true, mode: 0o700 });
+      await this.d.snapshots.prepare(id, img.record.chainId);
+      await this.save(rec);
+    } catch (err) {
+      this.names.delete(cname);
+      await this.d.snapshots.removeActive(id).catch(() => undefined);
+      await fsp.rm(this.dir(id), { recursive: true, force: true });
+      throw err;
+    }
+    this.records.set(id, rec);
+    this.d.events.publish('container', 'create', id, { image: config.Image, name: cname });
+    return { Id: id, Warnings: [] };
+  }
+
+  private generateName(): string {
+    const adjectives = [
+      'brave',
+      'calm',
+      'eager',
+      'gentle',
+      'happy',
+      'jolly',
+      'keen',
+      'lucid',
+      'merry',
+      'nimble',
+      'proud',
+      'quiet',
+      'swift',
+      'tidy',
+      'vivid',
+      'witty',
+    ];
+    const nouns = [
+      'albatross',
+      'barge',
+      'buoy',
+      'capstan',
+      'dinghy',
+      'ferry',
+      'harbor',
+      'keel',
+      'lighthouse',
+      'mooring',
+      'pier',
+      'quay',
+      'rudder',
+      'schooner',
+      'tugboat',
+      'wharf',
+    ];
+    for (;;) {
+      const b = randomBytes(2);
+      const n = `${adjectives[b[0] % adjectives.length]}_${nouns[b[1] % nouns.length]}`;
+      const candidate = this.names.has(n) ? `${n}${randomBytes(1)[0]}` : n;
+      if (!this.names.has(candidate)) return candidate;
+    }
+  }
+
+  /** Starts a created or exited container. Returns false when it was already running (304). */
+  async start(ref: string): Promise<boolean> {
+    const rec = this.get(ref);
+    if (rec.state.Running) return false;
+    if (rec.state.Status === 'removing')
+      throw conflict(`container ${rec.id} is marked for removal and cannot be started`);
+    const live = this.liveOf(rec.id);
+    if (live.restartTimer) clearTimeout(live.restartTimer);
+    const bundle = this.bundle(rec.id);
+    const rootfs = path.join(bundle, 'rootfs');
+    await fsp.mkdir(bundle, { recursive: true, mode: 0o700 });
+    try {
+      await this.d.snapshots.unmount(rootfs);
+      await this.d.snapshots.mount(rec.id, rootfs);
+      const spec = this.specFor(rec, bundle, rootfs);
+      rec.generation++;
+      rec.stoppedByUser = false;
+      const created = await this.d.runtime.create(rec.id, bundle, spec, {
+        terminal: rec.config.Tty,
+        stdin: rec.config.OpenStdin,
+        stdinOnce: rec.config.StdinOnce,
+        logPath: this.logPath(rec.id),
+        consoleSize: rec.hostConfig.ConsoleSize[0]
+          ? { rows: rec.hostConfig.ConsoleSize[0], cols: rec.hostConfig.ConsoleSize[1] }
+          : undefined,
+      });
+      live.conn = await this.d.runtime.attach(bundle);
+      this.wireConnection(rec.id, live.conn);
+      for (const b of live.pendingStdin.splice(0)) live.conn.write(b);
+      if (live.pendingEof) {
+        live.conn.endStdin();
+        live.pendingEof = false;
+      }
+      this.watchExit(rec);
+      await this.d.runtime.start(rec.id);
+      Object.assign(rec.state, {
+        Status: 'running' as Status,
+        Running: true,
+        Paused: false,
+        Restarting: false,
+        OOMKilled: false,
+        Dead: false,
+        Pid: created.pid,
+        ExitCode: 0,
+        Error: '',
+        StartedAt: new Date().toISOString(),
+      });
+      await this.save(rec);
+      this.d.events.publish('container', 'start', rec.id, { image: rec.image, name: rec.name });
+      return true;
+    } catch (err) {
+      await this.cleanupRun(rec).catch(() => undefined);
+      const msg = err instanceof Error ? err.message : String(err);
+      const code = /executable file not found|no such file or directory/.test(msg)
+        ? 127
+        : /permission denied|is a directory/.test(msg)
+          ? 126
+          : 128;
+      // Like Docker: a container that never ran stays "created", with the exit code and error recorded.
+      Object.assign(rec.state, {
+        Status: (rec.state.StartedAt === ZERO_TIME ? 'created' : 'exited') as Status,
+        Running: false,
+        Pid: 0,
+        ExitCode: code,
+        Error: msg,
+        FinishedAt: new Date().toISOString(),
+      });
+      await this.save(rec);
+      for (const c of live.clients) c.onEnd();
+      live.clients.clear();
+      this.notifyExit(rec.id, code);
+      if (err instanceof RuntimeError) {
+        const wrapped = `failed to create task for container: OCI runtime create failed: ${msg}: unknown`;
+        throw code === 128 ? new BerthError('Internal', wrapped) : invalidArgument(wrapped);
+      }
+      throw err;
+    }
+  }
+
+  private specFor(rec: ContainerRecord, bundle: string, rootfs: string) {
+    const h = rec.hostConfig;
+    const user = resolveUser(rootfs, rec.config.User, (h.GroupAdd as string[] | null) ?? []);
+    const env = [...rec.config.Env];
+    if (!env.some((e) => e.startsWith('HOSTNAME='))) env.push(`HOSTNAME=${rec.config.Hostname}`);
+    if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home}`);
+    if (rec.config.Tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
+    this.writeEtcFiles(rec, bundle);
+    const security = h.SecurityOpt ?? [];
+    let seccomp: 'default' | 'unconfined' | { profile: unknown } = 'default';
+    let noNewPrivileges = false;
+    for (const opt of security) {
+      const [k, v] = opt.includes('=') ? opt.split(/=(.*)/s, 2) : opt.split(/:(.*)/s, 2);
+      if (k === 'no-new-privileges') noNewPrivileges = v === undefined || v === 'true';
+      else if (k === 'seccomp')
+        seccomp = v === 'unconfined' ? 'unconfined' : { profile: JSON.parse(v) as unknown };
+      else if (k === 'label' || k === 'apparmor') continue;
+      else throw invalidArgument(`invalid --security-opt: ${opt}`);
+    }
+    const mounts = [
+      {
+        destination: '/etc/hostname',
+        type: 'bind',
+        source: path.join(bundle, 'hostname'),
+        options: ['rbind', 'rprivate'],
+      },
+      {
+        destination: '/etc/hosts',
+        type: 'bind',
+        source: path.join(bundle, 'hosts'),
+        options: ['rbind', 'rprivate'],
+      },
+      {
+        destination: '/etc/resolv.conf',
+        type: 'bind',
+        source: path.join(bundle, 'resolv.conf'),
+        options: ['rbind', 'rprivate'],
+      },
+      ...Object.entries(h.Tmpfs ?? {}).map(([dest, opts]) => ({
+        destination: dest,
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'nodev', 'noexec', ...(opts ? opts.split(',') : [])],
+      })),
+    ];
+    const hostNet = h.NetworkMode === 'host';
+    const spec = buildSpec({
+      id: rec.id,
+      rootfs,
+      readonlyRootfs: h.ReadonlyRootfs,
+      args: [rec.path, ...rec.args],
+      env,
+      cwd: rec.config.WorkingDir || '/',
+      user,
+      hostname: rec.config.Hostname,
+      terminal: rec.config.Tty,
+      namespaces: {
+        pid: h.PidMode === 'host' ? 'host' : 'private',
+        ipc: h.IpcMode === 'host' ? 'host' : 'private',
+        uts: h.UTSMode === 'host' ? 'host' : 'private',
+        network: hostNet ? 'host' : 'private',
+      },
+      mounts,
+      resources: {
+        memory: h.Memory || undefined,
+        memorySwap: h.MemorySwap || undefined,
+        memoryReservation: h.MemoryReservation || undefined,
+        oomKillDisable: h.OomKillDisable,
+        cpuShares: h.CpuShares || undefined,
+        cpuPeriod: h.CpuPeriod || undefined,
+        cpuQuota: h.CpuQuota || undefined,
+        nanoCpus: h.NanoCpus || undefined,
+        cpusetCpus: h.CpusetCpus || undefined,
+        cpusetMems: h.CpusetMems || undefined,
+        pidsLimit: h.PidsLimit ?? undefined,
+        blkioWeight: h.BlkioWeight || undefined,
+      },
+      ulimits: (h.Ulimits ?? []).map((u) => ({ name: u.Name, soft: u.Soft, hard: u.Hard })),
+      capAdd: h.CapAdd ?? undefined,
+      capDrop: h.CapDrop ?? undefined,
+      privileged: h.Privileged,
+      noNewPrivileges,
+      seccomp,
+      shmSize: h.ShmSize,
+      cgroupsPath: `${this.d.cgroupParent}/${rec.id}`,
+    });
+    if (!hostNet) {
+      // A fresh network namespace has its loopback down; bring it up once runc has made it.
+      (spec as { hooks?: unknown }).hooks = {
+        createRuntime: [
+          {
+            path: '/bin/sh',
+            args: [
+              'sh',
+              '-c',
+              'pid=$(sed -n \'s/.*"pid": *\\([0-9]*\\).*/\\1/p\'); exec nsenter -t "$pid" -n ip link set lo up',
+            ],
+          },
+        ],
+      };
+    }
+    return spec;
+  }
+
+  private writeEtcFiles(rec: ContainerRecord, bundle: string): void {
+    const host = rec.config.Hostname;
+    const files: Record<string, string> = {
+      hostname: `${host}\n`,
+      hosts: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t${host}\n`,
+      'resolv.conf': hostResolvConf(),
+    };
+    for (const [name, content] of Object.entries(files)) writeFileSync(path.join(bundle, name), content);
+  }
+
+  private wireConnection(id: string, conn: AttachConnection): void {
+    const live = this.liveOf(id);
+    conn.onData((stream, data) => {
+      for (const c of live.clients) c.onOutput(stream, data);
+    });
+    conn.onEnd(() => {
+      if (live.conn !== conn) return;
+      live.conn = undefined;
+      for (const c of live.clients) c.onEnd();
+      live.clients.clear();
+    });
+  }
+
+  private watchExit(rec: ContainerRecord): void {
+    const live = this.liveOf(rec.id);
+    live.cancelWatch?.();
+    const gen = rec.generation;
+    const w = this.d.runtime.waitExit(rec.id, this.bundle(rec.id));
+    live.cancelWatch = w.cancel;
+    w.promise.then(
+      (code) => this.onExit(rec.id, gen, code),
+      (err: unknown) => this.onExit(rec.id, gen, 137, String(err)),
+    );
+  }
+
+  private async onExit(id: string, generation: number, code: number, error = ''): Promise<void> {
+    const rec = this.records.get(id);
+    if (!rec || rec.generation !== generation || rec.state.Status === 'exited') return;
+    const bundle = this.bundle(id);
+    const oom = existsSync(path.join(bundle, 'oom'));
+    Object.assign(rec.state, {
+      Status: 'exited' as Status,
+      Running: false,
+      Paused: false,
+      Restarting: false,
+      Pid: 0,
+      ExitCode: code,
+      Error: error,
+      OOMKilled: oom,
+      FinishedAt: new Date().toISOString(),
+    });
+    // Let the attach socket drain before the streams close.
+    await this.cleanupRun(rec).catch((err: unknown) =>
+      log.warn('cleanup after exit failed', { id, error: String(err) }),
+    );
+    await this.save(rec).catch(() => undefined);
+    if (oom) this.d.events.publish('container', 'oom', id, { image: rec.image, name: rec.name });
+    this.d.events.publish('container', 'die', id, {
+      image: rec.image,
+      name: rec.name,
+      exitCode: String(code),
+    });
+    this.notifyExit(id, code);
+    if (rec.hostConfig.AutoRemove) {
+      await this.remove(id, { force: true }).catch((err: unknown) =>
+        log.warn('auto-remove failed', { id, error: String(err) }),
+      );
+      return;
+    }
+    this.maybeRestart(rec, code);
+  }
+
+  private maybeRestart(rec: ContainerRecord, code: number): void {
+    const p = rec.hostConfig.RestartPolicy;
+    const want =
+      !rec.stoppedByUser &&
+      (p.Name === 'always' ||
+        p.Name === 'unless-stopped' ||
+        (p.Name === 'on-failure' &&
+          code !== 0 &&
+          (p.MaximumRetryCount === 0 || rec.restartCount < p.MaximumRetryCount)));
+    if (!want) return;
+    const delay = Math.min(100 * 2 ** Math.min(rec.restartCount, 10), 60_000);
+    rec.state.Restarting = true;
+    rec.state.Status = 'restarting';
+    const live = this.liveOf(rec.id);
+    live.restartTimer = setTimeout(() => {
+      rec.restartCount++;
+      this.start(rec.id).then(
+        () => this.d.events.publish('container', 'restart', rec.id, { image: rec.image, name: rec.name }),
+        (err: unknown) => log.warn('restart failed', { id: rec.id, error: String(err) }),
+      );
+    }, delay);
+  }
+
+  private notifyExit(id: string, code: number): void {
+    const live = this.liveOf(id);
+    for (const w of live.exitWaiters.splice(0)) w(code);
+  }
+
+  /** Unmounts the rootfs and deletes the runtime's view of a run that ended. */
+  private async cleanupRun(rec: ContainerRecord): Promise<void> {
+    const bundle = this.bundle(rec.id);
+    await this.d.runtime.delete(rec.id, true).catch(() => undefined);
+    await this.d.snapshots.unmount(path.join(bundle, 'rootfs'));
+    removeCgroup(`${this.d.cgroupParent}/${rec.id}`);
+  }
+
+  async stop(ref: string, timeoutSec?: number): Promise<boolean> {
+    const rec = this.get(ref);
+    if (!rec.state.Running) {
+      const live = this.live.get(rec.id);
+      if (live?.restartTimer) {
+        clearTimeout(live.restartTimer);
+        rec.stoppedByUser = true;
+        rec.state.Restarting = false;
+        rec.state.Status = 'exited';
+        await this.save(rec);
+      }
+      return false;
+    }
+    rec.stoppedByUser = true;
+    await this.save(rec);
+    const t = timeoutSec ?? rec.config.StopTimeout ?? 10;
+    const exited = this.waitFor(rec.id, 'next-exit');
+    if (rec.state.Paused) await this.d.runtime.resume(rec.id).catch(() => undefined);
+    const sig = parseSignal(rec.config.StopSignal ?? 'SIGTERM');
+    this.d.events.publish('container', 'kill', rec.id, {
+      image: rec.image,
+      name: rec.name,
+      signal: String(SIGNALS[sig] ?? sig),
+    });
+    await this.d.runtime.kill(rec.id, sig);
+    const graceful =
+      t < 0
+        ? await exited.then(() => true)
+        : await Promise.race([exited.then(() => true), sleep(t * 1000).then(() => false)]);
+    if (!graceful) await this.d.runtime.kill(rec.id, 'SIGKILL', true);
+    await exited;
+    this.d.events.publish('container', 'stop', rec.id, { image: rec.image, name: rec.name });
+    return true;
+  }
+
+  async kill(ref: string, signal = 'SIGKILL'): Promise<void> {
+    const rec = this.get(ref);
+    const sig = parseSignal(signal);
+    if (!rec.state.Running)
+      throw conflict(`Cannot kill container: ${ref}: Container ${rec.id} is not running`);
+    if (sig === 'SIGKILL' || sig === 'SIGTERM' || sig === 'SIGINT') {
+      rec.stoppedByUser = true;
+      await this.save(rec);
+    }
+    this.d.events.publish('container', 'kill', rec.id, {
+      image: rec.image,
+      name: rec.name,
+      signal: String(SIGNALS[sig] ?? sig),
+    });
+    await this.d.runtime.kill(rec.id, sig);
+  }
+
+  async restart(ref: string, timeoutSec?: number): Promise<void> {
+    await this.stop(ref, timeoutSec);
+    await this.start(ref);
+  }
+
+  async pause(ref: string): Promise<void> {
+    const rec = this.get(ref);
+    if (!rec.state.Running) throw conflict(`Container ${rec.id} is not running`);
+    if (rec.state.Paused) throw conflict(`Container ${rec.id} is already paused`);
+    await this.d.runtime.pause(rec.id);
+    Object.assign(rec.state, { Paused: true, Status: 'paused' as Status });
+    await this.save(rec);
+    this.d.events.publish('container', 'pause', rec.id, { image: rec.image, name: rec.name });
+  }
+
+  async unpause(ref: string): Promise<void> {
+    const rec = this.get(ref);
+    if (!rec.state.Paused) throw conflict(`Container ${rec.id} is not paused`);
+    await this.d.runtime.resume(rec.id);
+    Object.assign(rec.state, { Paused: false, Status: 'running' as Status });
+    await this.save(rec);
+    this.d.events.publish('container', 'unpause', rec.id, { image: rec.image, name: rec.name });
+  }
+
+  async rename(ref: string, newName: string): Promise<void> {
+    const rec = this.get(ref);
+    const n = newName.replace(/^\//, '');
+    if (!NAME_RE.test(newName))
+      throw invalidArgument(
+        `Invalid container name (${newName}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`,
+      );
+    const taken = this.names.get(n);
+    if (taken && taken !== rec.id)
+      throw conflict(
+        `Error when allocating new name: Conflict. The container name "/${n}" is already in use by container "${taken}". You have to remove (or rename) that container to be able to reuse that name.`,
+      );
+    const old = rec.name;
+    this.names.delete(old);
+    rec.name = n;
+    this.names.set(n, rec.id);
+    await this.save(rec);
+    this.d.events.publish('container', 'rename', rec.id, { name: n, oldName: `/${old}` });
+  }
+
+  async remove(ref: string, opts: { force?: boolean } = {}): Promise<void> {
+    const rec = this.get(ref);
+    if (rec.state.Running && !opts.force) {
+      throw conflict(
+        `You cannot remove a ${rec.state.Paused ? 'paused' : 'running'} container ${rec.id}. ${rec.state.Paused ? 'Unpause and then stop' : 'Stop'} the container before attempting removal or force remove`,
+      );
+    }
+    if (rec.state.Status === 'removing') return;
+    const live = this.liveOf(rec.id);
+    if (live.restartTimer) clearTimeout(live.restartTimer);
+    if (rec.state.Running) {
+      rec.stoppedByUser = true;
+      const exited = this.waitFor(rec.id, 'next-exit');
+      if (rec.state.Paused) await this.d.runtime.resume(rec.id).catch(() => undefined);
+      await this.d.runtime.kill(rec.id, 'SIGKILL', true);
+      await Promise.race([exited, sleep(10_000)]);
+    }
+    rec.state.Status = 'removing';
+    live.cancelWatch?.();
+    await this.cleanupRun(rec).catch(() => undefined);
+    await this.d.snapshots.removeActive(rec.id);
+    await fsp.rm(this.bundle(rec.id), { recursive: true, force: true });
+    await fsp.rm(this.dir(rec.id), { recursive: true, force: true });
+    this.records.delete(rec.id);
+    this.names.delete(rec.name);
+    this.d.events.publish('container', 'destroy', rec.id, { image: rec.image, name: rec.name });
+    for (const c of live.clients) c.onEnd();
+    for (const w of live.removeWaiters.splice(0)) w();
+    for (const w of live.exitWaiters.splice(0)) w(rec.state.ExitCode);
+    this.live.delete(rec.id);
+  }
+
+  /** Resolves with the exit code when the condition is met. */
+  waitFor(id: string, condition: WaitCondition): Promise<number> {
+    const rec = this.records.get(id);
+    if (!rec) return Promise.resolve(0);
+    const live = this.liveOf(id);
+    if (condition === 'not-running' && !rec.state.Running && !rec.state.Restarting)
+      return Promise.resolve(rec.state.ExitCode);
+    if (condition === 'removed')
+      return new Promise((resolve) => live.removeWaiters.push(() => resolve(rec.state.ExitCode)));
+    return new Promise((resolve) => live.exitWaiters.push(resolve));
+  }
+
+  /** Attaches a client; output flows while the container runs. Returns a stdin writer. */
+  attach(
+    ref: string,
+    client: AttachClient,
+    opts: { stdin: boolean },
+  ): { write(b: Buffer): void; end(): void; detach(): void } {
+    const rec = this.get(ref);
+    if (
+      rec.state.Status === 'exited' &&
+      !rec.hostConfig.AutoRemove &&
+      rec.state.StartedAt !== ZERO_TIME &&
+      !rec.state.Restarting
+    )
+      throw conflict('You cannot attach to a stopped container, start it first');
+    const live = this.liveOf(rec.id);
+    live.clients.add(client);
+    return {
+      write: (b) => {
+        if (!opts.stdin) return;
+        if (live.conn) live.conn.write(b);
+        else live.pendingStdin.push(b);
+      },
+      end: () => {
+        if (!opts.stdin || !rec.config.StdinOnce) return;
+        if (live.conn) live.conn.endStdin();
+        else live.pendingEof = true;
+      },
+      detach: () => {
+        live.clients.delete(client);
+      },
+    };
+  }
+
+  resize(ref: string, rows: number, cols: number): void {
+    const rec = this.get(ref);
+    if (!rec.state.Running) throw conflict(`Container ${rec.id} is not running`);
+    if (rows <= 0 || cols <= 0) return;
+    this.d.runtime.resize(this.bundle(rec.id), rows, cols);
+  }
+
+  /** Streams log entries; with follow, keeps going until the container stops or `signal` fires. */
+  async logs(
+    ref: string,
+    opts: LogOptions & { follow: boolean },
+    sink: (e: LogEntry[]) => void,
+    abort: Promise<void>,
+  ): Promise<void> {
+    const rec = this.get(ref);
+    const file = this.logPath(rec.id);
+    const { entries, offset } = await readEntries(file, 0);
+    const first = filterEntries(entries, opts);
+    if (first.length) sink(first);
+    if (!opts.follow || !rec.state.Running) return;
+    const stop = Promise.race([abort, this.waitFor(rec.id, 'next-exit').then(() => sleep(50))]);
+    await followEntries(
+      file,
+      offset,
+      (e) => {
+        const f = filterEntries(e, { ...opts, tail: undefined });
+        if (f.length) sink(f);
+      },
+      stop,
+    );
+  }
+
+  /** Removes every stopped container; returns the ids removed. */
+  async prune(labelFilters: string[] = []): Promise<string[]> {
+    const removed: string[] = [];
+    for (const rec of [...this.records.values()]) {
+      if (rec.state.Running || rec.state.Restarting) continue;
+      if (!labelFilters.every((l) => labelMatch(rec.config.Labels, l))) continue;
+      await this.remove(rec.id);
+      removed.push(rec.id);
+    }
+    return removed;
+  }
+
+  /** Stops watching (daemon shutdown): containers keep running under conmon. */
+  close(): void {
+    for (const l of this.live.values()) {
+      l.cancelWatch?.();
+      if (l.restartTimer) clearTimeout(l.restartTimer);
+      l.conn?.close();
+    }
+  }
+}
+
+export function labelMatch(labels: Record<string, string>, f: string): boolean {
+  const eq = f.indexOf('=');
+  return eq < 0 ? f in labels : labels[f.slice(0, eq)] === f.slice(eq + 1);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function hostResolvConf(): string {
+  try {
+    const text = readFileSync('/etc/resolv.conf', 'utf8');
+    // Loopback resolvers on the host are unreachable from a container's own network namespace.
+    const lines = text.split('\n').filter((l) => !/^\s*nameserver\s+(127\.|::1)/.test(l));
+    return lines.join('\n');
+  } catch {
+    return '';
+  }
+}
+
+const CGROUP_ROOT = '/sys/fs/cgroup';
+/** runc removes the leaf cgroups on delete; this catches what a crash left. */
+function removeCgroup(rel: string): void {
+  let controllers: string[];
+  try {
+    controllers = readdirSync(CGROUP_ROOT);
+  } catch {
+    return;
+  }
+  for (const c of controllers) {
+    const p = path.join(CGROUP_ROOT, c, rel);
+    try {
+      rmdirSync(p);
+    } catch {
+      // absent or busy: nothing to do
+    }
+  }
+  if (existsSync(path.join(CGROUP_ROOT, 'cgroup.controllers'))) {
+    try {
+      rmdirSync(path.join(CGROUP_ROOT, rel));
+    } catch {
+      // ignore
+    }
+  }
+}

@@ -1,0 +1,375 @@
+/**
+ * Container routes: the Engine API's containers/* translated onto the containers room.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { invalidArgument } from '../common/errors.js';
+import { familiarString, parseReference } from '../common/reference.js';
+import type { ContainerRecord } from '../engine/containers/containers.js';
+import { labelMatch, type WaitCondition } from '../engine/containers/service.js';
+import { toUtcNano } from '../engine/containers/logs.js';
+import type { Engine } from '../engine/engine.js';
+import { humanDurationSince } from './format.js';
+import {
+  checkFilterKeys,
+  type Ctx,
+  parseFilters,
+  queryBool,
+  queryInt,
+  readJson,
+  type Router,
+  sendEmpty,
+  sendJson,
+} from './http.js';
+import { DetachWatcher, frame, parseDetachKeys } from './streams.js';
+
+export function containerRoutes(router: Router, engine: Engine): void {
+  const svc = engine.containers;
+
+  router.add('POST', '/containers/create', async (ctx) => {
+    const body = await readJson<unknown>(ctx.req);
+    const name = ctx.query.get('name') ?? undefined;
+    sendJson(ctx.res, 201, await svc.create(body, name));
+  });
+
+  router.add('GET', '/containers/json', (ctx) => {
+    const all = queryBool(ctx.query, 'all');
+    const limit = queryInt(ctx.query, 'limit', -1);
+    const f = parseFilters(ctx.query);
+    checkFilterKeys(f, ['id', 'name', 'label', 'status', 'exited', 'ancestor', 'before', 'since']);
+    let list = svc.list().filter((r) => matches(r, f, engine));
+    if (!all && limit <= 0 && !f.status && !f.exited)
+      list = list.filter((r) => r.state.Running || r.state.Restarting);
+    list.sort((a, b) => Date.parse(b.created) - Date.parse(a.created));
+    if (limit > 0) list = list.slice(0, limit);
+    sendJson(ctx.res, 200, list.map(summary));
+  });
+
+  router.add('POST', '/containers/prune', async (ctx) => {
+    const f = parseFilters(ctx.query);
+    checkFilterKeys(f, ['label', 'until']);
+    const removed = await svc.prune(f.label ?? []);
+    sendJson(ctx.res, 200, { ContainersDeleted: removed.length ? removed : null, SpaceReclaimed: 0 });
+  });
+
+  router.add('GET', '/containers/{id}/json', (ctx) =>
+    sendJson(ctx.res, 200, inspect(svc.get(ctx.params.id), engine)),
+  );
+
+  router.add('POST', '/containers/{id}/start', async (ctx) => {
+    ctx.req.resume();
+    const started = await svc.start(ctx.params.id);
+    sendEmpty(ctx.res, started ? 204 : 304);
+  });
+
+  router.add('POST', '/containers/{id}/stop', async (ctx) => {
+    ctx.req.resume();
+    const t = ctx.query.get('t');
+    const stopped = await svc.stop(ctx.params.id, t === null ? undefined : queryInt(ctx.query, 't', 10));
+    sendEmpty(ctx.res, stopped ? 204 : 304);
+  });
+
+  router.add('POST', '/containers/{id}/restart', async (ctx) => {
+    const t = ctx.query.get('t');
+    await svc.restart(ctx.params.id, t === null ? undefined : queryInt(ctx.query, 't', 10));
+    sendEmpty(ctx.res, 204);
+  });
+
+  router.add('POST', '/containers/{id}/kill', async (ctx) => {
+    await svc.kill(ctx.params.id, ctx.query.get('signal') || 'SIGKILL');
+    sendEmpty(ctx.res, 204);
+  });
+
+  router.add('POST', '/containers/{id}/pause', async (ctx) => {
+    await svc.pause(ctx.params.id);
+    sendEmpty(ctx.res, 204);
+  });
+
+  router.add('POST', '/containers/{id}/unpause', async (ctx) => {
+    await svc.unpause(ctx.params.id);
+    sendEmpty(ctx.res, 204);
+  });
+
+  router.add('POST', '/containers/{id}/rename', async (ctx) => {
+    const name = ctx.query.get('name');
+    if (!name) throw invalidArgument('name is required');
+    await svc.rename(ctx.params.id, name);
+    sendEmpty(ctx.res, 204);
+  });
+
+  router.add('POST', '/containers/{id}/resize', (ctx) => {
+    svc.resize(ctx.params.id, queryInt(ctx.query, 'h', 0), queryInt(ctx.query, 'w', 0));
+    ctx.res.writeHead(200, { 'Content-Length': 0 });
+    ctx.res.end();
+  });
+
+  router.add('DELETE', '/containers/{id}', async (ctx) => {
+    await svc.remove(ctx.params.id, { force: queryBool(ctx.query, 'force') });
+    sendEmpty(ctx.res, 204);
+  });
+
+  router.add('POST', '/containers/{id}/wait', async (ctx) => {
+    const rec = svc.get(ctx.params.id);
+    const cond = (ctx.query.get('condition') || 'not-running') as WaitCondition;
+    if (!['not-running', 'next-exit', 'removed'].includes(cond))
+      throw invalidArgument(`invalid condition: "${cond}"`);
+    const waiting = svc.waitFor(rec.id, cond);
+    // The client starts the container only once these headers arrive (docker run).
+    ctx.res.writeHead(200, { 'Content-Type': 'application/json' });
+    ctx.res.flushHeaders();
+    const code = await waiting;
+    // Error is for failures of the wait itself; a failed start was already reported by /start.
+    ctx.res.end(JSON.stringify({ Error: null, StatusCode: code }) + '\n');
+  });
+
+  router.add('GET', '/containers/{id}/logs', async (ctx) => {
+    const rec = svc.get(ctx.params.id);
+    const q = ctx.query;
+    const stdout = queryBool(q, 'stdout');
+    const stderr = queryBool(q, 'stderr');
+    if (!stdout && !stderr) throw invalidArgument('Bad parameters: you must choose at least one stream');
+    const tailRaw = q.get('tail');
+    const tail = !tailRaw || tailRaw === 'all' || Number(tailRaw) < 0 ? undefined : Number(tailRaw);
+    if (tail !== undefined && !Number.isFinite(tail))
+      throw invalidArgument(`invalid value for "tail": ${tailRaw}`);
+    const timestamps = queryBool(q, 'timestamps');
+    const res = ctx.res;
+    res.writeHead(200, {});
+    res.flushHeaders();
+    const closed = new Promise<void>((resolve) => res.on('close', () => resolve()));
+    await svc.logs(
+      rec.id,
+      {
+        stdout,
+        stderr,
+        since: timeParam(q.get('since')),
+        until: timeParam(q.get('until')),
+        tail,
+        follow: queryBool(q, 'follow'),
+      },
+      (entries) => {
+        const parts: Buffer[] = [];
+        for (const e of entries) {
+          const data = timestamps ? Buffer.concat([Buffer.from(`${toUtcNano(e.time)} `), e.data]) : e.data;
+          parts.push(rec.config.Tty ? data : frame(e.stream, data));
+        }
+        res.write(Buffer.concat(parts));
+      },
+      closed,
+    );
+    res.end();
+  });
+
+  router.add('POST', '/containers/{id}/attach', (ctx) => {
+    // Without an Upgrade header: raw stream on the plain connection (dockerode's default).
+    const rec = svc.get(ctx.params.id);
+    const socket = ctx.req.socket;
+    socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n');
+    attachStream(engine, rec, ctx.query, socket, ctx.req);
+  });
+}
+
+/** `docker attach` / `docker run`: the hijacked connection after the 101. */
+export function handleAttachUpgrade(
+  engine: Engine,
+  id: string,
+  query: URLSearchParams,
+  socket: Duplex,
+  head: Buffer,
+): void {
+  const rec = engine.containers.get(id);
+  socket.write(
+    'HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n',
+  );
+  attachStream(engine, rec, query, socket, undefined, head);
+}
+
+function attachStream(
+  engine: Engine,
+  rec: ContainerRecord,
+  q: URLSearchParams,
+  socket: Duplex,
+  req?: IncomingMessage,
+  head?: Buffer,
+): void {
+  const svc = engine.containers;
+  const tty = rec.config.Tty;
+  const wantOut = queryBool(q, 'stdout');
+  const wantErr = queryBool(q, 'stderr');
+  const wantIn = queryBool(q, 'stdin');
+  const write = (stream: 'stdout' | 'stderr', data: Buffer) => {
+    if ((stream === 'stdout' && !wantOut) || (stream === 'stderr' && !wantErr)) return;
+    if (!socket.writableEnded && !socket.destroyed) socket.write(tty ? data : frame(stream, data));
+  };
+  let ended = false;
+  const finish = () => {
+    if (ended) return;
+    ended = true;
+    handle?.detach();
+    if (!socket.destroyed) socket.end();
+  };
+  let handle: ReturnType<typeof svc.attach> | undefined;
+  if (queryBool(q, 'stream', false) || !queryBool(q, 'logs')) {
+    try {
+      handle = svc.attach(
+        rec.id,
+        { onOutput: write, onEnd: finish },
+        { stdin: wantIn && rec.config.OpenStdin },
+      );
+    } catch (err) {
+      socket.end(
+        tty
+          ? Buffer.from(String((err as Error).message) + '\r\n')
+          : frame('system', Buffer.from((err as Error).message + '\n')),
+      );
+      return;
+    }
+  }
+  let keys: number[];
+  try {
+    keys = parseDetachKeys(q.get('detachKeys'));
+  } catch {
+    keys = parseDetachKeys(null);
+  }
+  const detach = new DetachWatcher(keys);
+  const onStdin = (data: Buffer) => {
+    const r = detach.feed(data);
+    if (r.forward.length) handle?.write(r.forward);
+    if (r.detach) finish();
+  };
+  if (head?.length) onStdin(head);
+  socket.on('data', onStdin);
+  socket.on('end', () => handle?.end());
+  socket.on('error', () => finish());
+  socket.on('close', () => {
+    ended = true;
+    handle?.detach();
+  });
+  void req;
+  if (!handle) finish();
+}
+
+function timeParam(v: string | null): number | undefined {
+  if (!v) return undefined;
+  const n = Number(v);
+  if (Number.isFinite(n)) return n;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw invalidArgument(`invalid time value: ${v}`);
+  return t / 1000;
+}
+
+function matches(r: ContainerRecord, f: Record<string, string[]>, engine: Engine): boolean {
+  if (f.id && !f.id.some((p) => r.id.startsWith(p))) return false;
+  if (f.name && !f.name.some((p) => new RegExp(p).test(r.name) || new RegExp(p).test(`/${r.name}`)))
+    return false;
+  if (f.label && !f.label.every((l) => labelMatch(r.config.Labels, l))) return false;
+  if (f.status) {
+    for (const s of f.status)
+      if (!['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'].includes(s))
+        throw invalidArgument(`invalid filter 'status=${s}'`);
+    if (!f.status.includes(r.state.Status)) return false;
+  }
+  if (f.exited && !(r.state.Status === 'exited' && f.exited.includes(String(r.state.ExitCode)))) return false;
+  if (f.ancestor) {
+    const ok = f.ancestor.some((a) => {
+      const img = engine.images.tryResolve(a);
+      return img ? img.record.id === r.imageId : r.image === a;
+    });
+    if (!ok) return false;
+  }
+  if (f.before) {
+    const b = engine.containers.get(f.before[0]);
+    if (!(Date.parse(r.created) < Date.parse(b.created))) return false;
+  }
+  if (f.since) {
+    const s = engine.containers.get(f.since[0]);
+    if (!(Date.parse(r.created) > Date.parse(s.created))) return false;
+  }
+  return true;
+}
+
+function statusText(r: ContainerRecord): string {
+  const s = r.state;
+  if (s.Restarting) return `Restarting (${s.ExitCode}) ${humanDurationSince(s.FinishedAt)} ago`;
+  if (s.Running) return `Up ${humanDurationSince(s.StartedAt)}${s.Paused ? ' (Paused)' : ''}`;
+  if (s.Status === 'removing') return 'Removal In Progress';
+  if (s.Status === 'created') return 'Created';
+  if (s.Status === 'dead') return 'Dead';
+  return `Exited (${s.ExitCode}) ${humanDurationSince(s.FinishedAt)} ago`;
+}
+
+function displayImage(r: ContainerRecord): string {
+  try {
+    return familiarString(parseReference(r.image));
+  } catch {
+    return r.image;
+  }
+}
+
+function summary(r: ContainerRecord): Record<string, unknown> {
+  return {
+    Id: r.id,
+    Names: [`/${r.name}`],
+    Image: displayImage(r),
+    ImageID: r.imageId,
+    Command: [r.path, ...r.args].join(' '),
+    Created: Math.floor(Date.parse(r.created) / 1000),
+    Ports: [],
+    Labels: r.config.Labels,
+    State: r.state.Status,
+    Status: statusText(r),
+    HostConfig: { NetworkMode: r.hostConfig.NetworkMode },
+    NetworkSettings: { Networks: {} },
+    Mounts: [],
+  };
+}
+
+function inspect(r: ContainerRecord, engine: Engine): Record<string, unknown> {
+  const bundle = engine.containers.bundle(r.id);
+  return {
+    Id: r.id,
+    Created: r.created,
+    Path: r.path,
+    Args: r.args,
+    State: { ...r.state, Status: r.state.Status },
+    Image: r.imageId,
+    ResolvConfPath: `${bundle}/resolv.conf`,
+    HostnamePath: `${bundle}/hostname`,
+    HostsPath: `${bundle}/hosts`,
+    LogPath: engine.containers.logPath(r.id),
+    Name: `/${r.name}`,
+    RestartCount: r.restartCount,
+    Driver: 'overlay2',
+    Platform: 'linux',
+    MountLabel: '',
+    ProcessLabel: '',
+    AppArmorProfile: '',
+    ExecIDs: null,
+    HostConfig: r.hostConfig,
+    GraphDriver: { Data: null, Name: 'overlay2' },
+    Mounts: [],
+    Config: { ...r.config, Image: r.image },
+    NetworkSettings: {
+      Bridge: '',
+      SandboxID: '',
+      HairpinMode: false,
+      LinkLocalIPv6Address: '',
+      LinkLocalIPv6PrefixLen: 0,
+      Ports: {},
+      SandboxKey: '',
+      SecondaryIPAddresses: null,
+      SecondaryIPv6Addresses: null,
+      EndpointID: '',
+      Gateway: '',
+      GlobalIPv6Address: '',
+      GlobalIPv6PrefixLen: 0,
+      IPAddress: '',
+      IPPrefixLen: 0,
+      IPv6Gateway: '',
+      MacAddress: '',
+      Networks: {},
+    },
+  };
+}
+
+export type { Ctx };
