@@ -241,6 +241,8 @@ export class Client {
     const result = readAll(res.stream).then(
       (b) => JSON.parse(b.toString('utf8')) as { StatusCode: number; Error: { Message: string } | null },
     );
+    // A caller that gives up waiting (a failed start) must not leave an unhandled rejection.
+    result.catch(() => undefined);
     return { result };
   }
   logs(id: string, query: Record<string, string | number | boolean | undefined>): Promise<RawResponse> {

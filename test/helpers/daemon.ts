@@ -25,11 +25,13 @@ export interface TestDaemon {
   stop(): Promise<void>;
 }
 
+/** `reuse.dir` restarts a daemon on the state another (killed) test daemon left. */
 export async function startDaemon(
   extraArgs: string[] = [],
   config: Record<string, unknown> = {},
+  reuse: { dir?: string } = {},
 ): Promise<TestDaemon> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
+  const dir = reuse.dir ?? mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
   writeFileSync(path.join(dir, 'daemon.json'), JSON.stringify(config));
   const dataRoot = path.join(dir, 'data');
   const execRoot = path.join(dir, 'run');
@@ -69,6 +71,7 @@ export async function startDaemon(
         await exited;
         clearTimeout(timer);
       }
+      await removeContainers(dataRoot);
       await cleanupDir(dir);
     },
   };
@@ -79,6 +82,39 @@ export async function startDaemon(
   }
   await daemon.stop();
   throw new Error(`berthd did not come up: ${output}`);
+}
+
+/** Stops and deletes, by their conmon PIDs, any containers a test left running. */
+async function removeContainers(dataRoot: string): Promise<void> {
+  const execRoot = path.join(path.dirname(dataRoot), 'run');
+  let ids: string[] = [];
+  try {
+    ids = await fsp.readdir(path.join(execRoot, 'containers'));
+  } catch {
+    return;
+  }
+  for (const id of ids) {
+    spawnSync('runc', ['--root', path.join(execRoot, 'runc'), 'delete', '--force', id]);
+    try {
+      const pid = Number(await fsp.readFile(path.join(execRoot, 'containers', id, 'conmon.pid'), 'utf8'));
+      if (pid) process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    for (const c of [
+      'memory',
+      'cpu',
+      'cpuacct',
+      'pids',
+      'blkio',
+      'devices',
+      'freezer',
+      'cpuset',
+      'systemd',
+      'unified',
+    ])
+      await fsp.rmdir(`/sys/fs/cgroup/${c}/berth/${id}`).catch(() => undefined);
+  }
 }
 
 /** Unmounts anything left under dir (deepest first), then removes it. */
