@@ -24,5 +24,17 @@ npm run build --silent
 if [ "$(id -u)" -eq 0 ]; then
   ln -sf "$PWD/bin/berth.js" /usr/local/bin/berth
   ln -sf "$PWD/bin/berthd.js" /usr/local/bin/berthd
+  # With no internet, the local hub is docker.io's mirror: berthd serves it and pulls through it.
+  if [ ! -f /etc/berth/daemon.json ]; then
+    mkdir -p /etc/berth
+    cat > /etc/berth/daemon.json <<'JSON'
+{
+  "registry-mirrors": ["http://127.0.0.1:5000"],
+  "hub-listen": "127.0.0.1:5000",
+  "hub-root": "/var/lib/berth-hub"
+}
+JSON
+  fi
+  node bin/berth.js hub seed --root /var/lib/berth-hub >/dev/null
 fi
 echo "setup: done ($(node bin/berth.js --version))"

@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { ApiError } from '../client/client.js';
 import { containerCommands } from './commands/containers.js';
 import { daemonCommands } from './commands/daemon.js';
+import { hubCommands } from './commands/hub.js';
 import { imageCommands } from './commands/images.js';
 import { systemCommands } from './commands/system.js';
 import { type CliContext, closeClient, connect } from './context.js';
@@ -26,6 +27,7 @@ export function buildProgram(ctx: CliContext): Command {
   imageCommands(program, ctx);
   containerCommands(program, ctx);
   daemonCommands(program);
+  hubCommands(program);
   program
     .command('inspect')
     .description('Return low-level information on Berth objects')

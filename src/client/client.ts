@@ -341,6 +341,21 @@ export class Client {
     const res = await this.stream({ method: 'GET', path: '/images/get', query: { names } });
     return res.stream;
   }
+  pullImage(
+    name: string,
+    opts: { tag?: string; platform?: string },
+    onMessage: (m: JsonMessage) => void,
+  ): Promise<void> {
+    return this.jsonStream(
+      {
+        method: 'POST',
+        path: '/images/create',
+        query: { fromImage: name, tag: opts.tag, platform: opts.platform },
+        headers: { 'X-Registry-Auth': 'e30=' },
+      },
+      onMessage,
+    );
+  }
   importImage(
     input: Readable,
     opts: { repo?: string; tag?: string; message?: string; changes?: string[]; platform?: string },

@@ -16,6 +16,9 @@ export interface DaemonOptions {
   insecureRegistries: string[];
   labels: string[];
   cgroupParent: string;
+  /** Serve Berth Hub from the daemon too (host:port), storing under hubRoot. */
+  hubListen?: string;
+  hubRoot?: string;
   tls: boolean;
   tlsVerify: boolean;
   tlsCert?: string;
@@ -51,6 +54,8 @@ const fileKeys: Record<string, keyof DaemonOptions> = {
   'insecure-registries': 'insecureRegistries',
   labels: 'labels',
   'cgroup-parent': 'cgroupParent',
+  'hub-listen': 'hubListen',
+  'hub-root': 'hubRoot',
   tls: 'tls',
   tlsverify: 'tlsVerify',
   tlscert: 'tlsCert',
@@ -78,7 +83,7 @@ export async function readConfigFile(file: string, required: boolean): Promise<P
   for (const [k, v] of Object.entries(raw)) {
     const key = fileKeys[k];
     if (!key) throw invalidArgument(`the following directives don't match any configuration option: ${k}`);
-    const want = typeof defaults[key];
+    const want = key === 'hubListen' || key === 'hubRoot' ? 'string' : typeof defaults[key];
     const isList = Array.isArray(defaults[key]);
     if (
       isList

@@ -10,6 +10,8 @@ import { errorMessage, invalidArgument } from '../common/errors.js';
 import { isLogLevel, log, setLogLevel } from '../common/log.js';
 import { Engine } from '../engine/engine.js';
 import { createApiServer } from '../routes/server.js';
+import { createHubServer } from '../hub/server.js';
+import { FsHubStorage } from '../hub/storage.js';
 import {
   DEFAULT_SOCKET,
   type DaemonOptions,
@@ -36,6 +38,8 @@ export async function main(argv: string[]): Promise<void> {
     .option('--registry-mirror <url>', 'registry mirror for docker.io', collect, [])
     .option('--insecure-registry <host>', 'registry reachable over plain HTTP', collect, [])
     .option('--label <label>', 'daemon label key=value', collect, [])
+    .option('--hub-listen <addr>', 'also serve Berth Hub on host:port')
+    .option('--hub-root <dir>', 'Berth Hub storage (default <data-root>/hub)')
     .option('--tls', 'use TLS on TCP listeners')
     .option('--tlsverify', 'use TLS and verify clients')
     .option('--tlscert <file>', 'TLS certificate')
@@ -62,6 +66,8 @@ export async function main(argv: string[]): Promise<void> {
   if ((o.registryMirror as string[]).length) opts.registryMirrors = o.registryMirror as string[];
   if ((o.insecureRegistry as string[]).length) opts.insecureRegistries = o.insecureRegistry as string[];
   if ((o.label as string[]).length) opts.labels = o.label as string[];
+  if (o.hubListen) opts.hubListen = String(o.hubListen);
+  if (o.hubRoot) opts.hubRoot = path.resolve(String(o.hubRoot));
   if (o.tls) opts.tls = true;
   if (o.tlsverify) opts.tlsVerify = true;
   for (const k of ['tlscert', 'tlskey', 'tlscacert'] as const) {
@@ -95,6 +101,8 @@ export async function main(argv: string[]): Promise<void> {
 
   const servers: http.Server[] = [];
   for (const l of listeners) servers.push(await listen(engine, l, opts));
+  if (opts.hubListen)
+    servers.push(await startHub(opts.hubListen, opts.hubRoot ?? path.join(opts.dataRoot, 'hub')));
   log.info('berthd ready', { hosts, dataRoot: opts.dataRoot, pid: process.pid });
   engine.events.publish('daemon', 'start', engine.id);
 
@@ -182,6 +190,23 @@ async function listen(engine: Engine, l: Listener, opts: DaemonOptions): Promise
     server.once('error', reject);
     server.listen(l.port, l.host, () => resolve());
   });
+  return server;
+}
+
+async function startHub(listenAddr: string, root: string): Promise<http.Server> {
+  const m = /^(.*):(\d+)$/.exec(listenAddr);
+  if (!m) throw invalidArgument(`invalid hub-listen address: ${listenAddr}`);
+  const host = m[1].replace(/^\[|\]$/g, '');
+  if (!isLoopback(host))
+    throw invalidArgument(`refusing to serve the hub on non-loopback ${listenAddr} without TLS`);
+  const storage = new FsHubStorage(root);
+  await storage.init();
+  const server = createHubServer(storage);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(m[2]), host, () => resolve());
+  });
+  log.info('Berth Hub serving', { listen: listenAddr, root });
   return server;
 }
 

@@ -1,7 +1,8 @@
 /**
  * Image routes: translate between the Engine API and the image room.
  */
-import { invalidArgument, notImplemented } from '../common/errors.js';
+import { invalidArgument } from '../common/errors.js';
+import { pull, resolvePull } from '../distribution/pull.js';
 import { familiarString, parseReference } from '../common/reference.js';
 import type { Engine } from '../engine/engine.js';
 import { importImage, loadImages, saveImages } from '../engine/images/archive.js';
@@ -57,7 +58,25 @@ export function imageRoutes(router: Router, engine: Engine): void {
   router.add('POST', '/images/create', async (ctx) => {
     const fromSrc = ctx.query.get('fromSrc');
     if (fromSrc === null) {
-      throw notImplemented('pulling images is not supported yet');
+      const from = ctx.query.get('fromImage');
+      if (!from) throw invalidArgument('fromImage or fromSrc is required');
+      const tag = ctx.query.get('tag');
+      const name = tag ? (tag.startsWith('sha256:') ? `${from}@${tag}` : `${from}:${tag}`) : from;
+      const platformStr = ctx.query.get('platform');
+      const cfg = { mirrors: engine.config.registryMirrors, insecure: engine.config.insecureRegistries };
+      const resolved = await resolvePull(
+        name,
+        cfg,
+        platformStr ? parsePlatformOption(platformStr) : undefined,
+      );
+      const stream = new JsonStream(ctx.res);
+      try {
+        await pull(deps, resolved, (p) => stream.send(p));
+      } catch (err) {
+        stream.error(err);
+      }
+      stream.end();
+      return;
     }
     if (fromSrc !== '-')
       throw invalidArgument('importing from a URL is not supported; send the tarball as the body');

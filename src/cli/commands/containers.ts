@@ -6,7 +6,7 @@ import { type Column, printInspect, printRows } from '../output.js';
 import { createBody, type RunFlags } from '../runflags.js';
 import { copyRaw, demux, terminalSize } from '../stdio.js';
 import { truncateId } from '../table.js';
-import { goTime, parseFilterFlags, since } from './images.js';
+import { goTime, parseFilterFlags, pullWithProgress, since } from './images.js';
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -63,17 +63,35 @@ function addRunFlags(cmd: Command): Command {
     .passThroughOptions();
 }
 
-/** Creates a container; a missing image is reported like Docker (pulling arrives with the hub). */
+/** Creates a container, pulling the image first when it is missing (`--pull missing`) or always. */
 async function createContainer(client: Client, image: string, cmd: string[], f: RunFlags): Promise<string> {
   const body = createBody(image, cmd, f);
-  try {
+  const policy = f.pull ?? 'missing';
+  if (!['missing', 'always', 'never'].includes(policy))
+    throw new ExitError(
+      125,
+      `invalid pull option: '${policy}': must be one of "always", "missing" or "never"`,
+    );
+  const create = async () => {
     const r = await client.createContainer(body, f.name, f.platform);
     for (const w of r.Warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
     return r.Id;
+  };
+  try {
+    if (policy === 'always')
+      await pullWithProgress(client, image, { platform: f.platform, out: process.stderr });
+    return await create();
   } catch (err) {
-    if (err instanceof ApiError && err.status === 404 && /No such image/.test(err.message))
-      process.stderr.write(`Unable to find image '${image}' locally\n`);
-    throw runError(err);
+    if (!(err instanceof ApiError && err.status === 404 && /No such image/.test(err.message)))
+      throw runError(err);
+    process.stderr.write(`Unable to find image '${image}' locally\n`);
+    if (policy === 'never') throw runError(err);
+    try {
+      await pullWithProgress(client, image, { platform: f.platform, out: process.stderr });
+      return await create();
+    } catch (e) {
+      throw runError(e);
+    }
   }
 }
 

@@ -306,6 +306,20 @@ export function imageCommands(program: Command, ctx: CliContext): void {
       );
   }
 
+  for (const parent of [program, image]) {
+    parent
+      .command('pull')
+      .description('Download an image from a registry')
+      .argument('<name>')
+      .option('-a, --all-tags', 'download all tagged images in the repository')
+      .option('-q, --quiet', 'suppress verbose output')
+      .option('--platform <platform>', 'set platform if server is multi-platform capable')
+      .action(async (name: string, o: { quiet?: boolean; platform?: string }) => {
+        const client = await connect(ctx);
+        await pullWithProgress(client, name, { quiet: !!o.quiet, platform: o.platform });
+      });
+  }
+
   image
     .command('prune')
     .description('Remove unused images')
@@ -327,6 +341,26 @@ export function imageCommands(program: Command, ctx: CliContext): void {
       }
       process.stdout.write(`Total reclaimed space: ${humanSize(report.SpaceReclaimed)}\n`);
     });
+}
+
+/** Pulls, printing Docker's status lines; the last line is the reference, like the docker CLI. */
+export async function pullWithProgress(
+  client: Client,
+  name: string,
+  opts: { quiet?: boolean; platform?: string; out?: NodeJS.WritableStream },
+): Promise<void> {
+  const out = opts.out ?? process.stdout;
+  const { repo, tag } = splitRepoTag(name);
+  const at = name.indexOf('@');
+  const fromImage = at >= 0 ? name.slice(0, at) : repo;
+  const t = at >= 0 ? name.slice(at + 1) : (tag ?? 'latest');
+  await client.pullImage(fromImage, { tag: t, platform: opts.platform }, (m) => {
+    if (typeof m.error === 'string') throw new Error(m.error);
+    if (opts.quiet || typeof m.status !== 'string') return;
+    if (['Downloading', 'Extracting', 'Waiting'].includes(m.status)) return;
+    out.write((m.id ? `${String(m.id)}: ` : '') + m.status + '\n');
+  });
+  out.write(`${at >= 0 ? name : `${fromImage}:${t}`}\n`);
 }
 
 /** `repo[:tag]` where the tag is after the last ':' that follows the last '/'. */

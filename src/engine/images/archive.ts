@@ -3,7 +3,7 @@
  * `save` (Docker 25+'s combined format, readable by old and new docker load and by skopeo) and
  * `import` (a root file system tarball becomes a one-layer image).
  */
-import { PassThrough, type Readable } from 'node:stream';
+import { type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import {
@@ -21,6 +21,7 @@ import type { ContentStore } from '../content/content.js';
 import type { EventBus } from '../events/events.js';
 import { chainIdOf, type Snapshotter, type StagedLayer } from '../snapshots/snapshots.js';
 import { applyChanges } from './changes.js';
+import { ingestEntry } from './layers.js';
 import type { Image, NewImage } from './images.js';
 import {
   type Descriptor,
@@ -61,49 +62,6 @@ interface ArchiveContents {
   blobs: Map<string, Digest>;
   /** Files that looked like layers, unpacked while they streamed in: blob digest -> staged layer. */
   staged: Map<Digest, StagedLayer>;
-}
-
-/** A tar (ustar magic at 257) or a compressed stream: worth unpacking as it arrives. */
-function looksLikeLayer(head: Buffer): boolean {
-  return (
-    detectCompression(head) !== 'none' ||
-    (head.length >= 263 && head.toString('latin1', 257, 262) === 'ustar')
-  );
-}
-
-/**
- * Sends one archive entry to the content store and, when it looks like a layer, to the snapshotter
- * at the same time, so a layer is read once and unpacked while the archive streams.
- */
-async function ingestEntry(
-  deps: Pick<ArchiveDeps, 'content' | 'snapshots'>,
-  entry: Readable,
-  expected: { digest?: Digest; size: number },
-): Promise<{ digest: Digest; staged?: StagedLayer }> {
-  const { head, stream: source } = await peekStream(entry, 512);
-  if (!looksLikeLayer(head)) return { digest: (await deps.content.ingest(source, expected)).digest };
-  const toContent = new PassThrough();
-  const toSnapshot = new PassThrough();
-  // Each branch reports its errors through its consumer, which may already have settled.
-  for (const branch of [toContent, toSnapshot]) branch.on('error', () => undefined);
-  source.pipe(toContent);
-  source.pipe(toSnapshot);
-  source.on('error', (e) => {
-    toContent.destroy(e);
-    toSnapshot.destroy(e);
-  });
-  const staging = deps.snapshots.stage(toSnapshot).catch(() => {
-    // Not a usable layer after all (or a bad one): keep the content side flowing; a real
-    // layer is unpacked again from content later and reports its error then.
-    toSnapshot.resume();
-    return undefined;
-  });
-  const [ingested, staged] = await Promise.allSettled([deps.content.ingest(toContent, expected), staging]);
-  if (ingested.status === 'rejected') {
-    if (staged.status === 'fulfilled' && staged.value) await deps.snapshots.discardStaged(staged.value);
-    throw ingested.reason;
-  }
-  return { digest: ingested.value.digest, staged: staged.status === 'fulfilled' ? staged.value : undefined };
 }
 
 /** Reads the archive once: metadata into memory, everything else straight into the content store. */

@@ -1,0 +1,243 @@
+/**
+ * Pulling an image: resolve the reference on the registry (mirrors first for docker.io), choose the
+ * platform's manifest, then fetch the config and layers in parallel, each streamed into the content
+ * store (verified) and unpacked at the same time.
+ */
+import { type Digest, shortId } from '../common/digest.js';
+import { BerthError, invalidArgument, isKind } from '../common/errors.js';
+import { log } from '../common/log.js';
+import { humanSize } from '../common/units.js';
+import {
+  familiarString,
+  fullName,
+  type ImageReference,
+  parseReference,
+  refString,
+  withDefaultTag,
+} from '../common/reference.js';
+import type { ContentStore } from '../engine/content/content.js';
+import type { EventBus } from '../engine/events/events.js';
+import { ingestEntry } from '../engine/images/layers.js';
+import {
+  hostPlatform,
+  manifestKind,
+  parseImageConfig,
+  parseIndex,
+  parseJson,
+  parseManifest,
+  type Platform,
+  platformString,
+  selectManifest,
+} from '../engine/images/manifest.js';
+import type { ImageStore } from '../engine/images/store.js';
+import { chainIdOf, type Snapshotter, type StagedLayer } from '../engine/snapshots/snapshots.js';
+import { RegistryClient } from './registry.js';
+
+export interface PullDeps {
+  content: ContentStore;
+  snapshots: Snapshotter;
+  images: ImageStore;
+  events?: EventBus;
+}
+
+export interface RegistryConfig {
+  mirrors: string[];
+  insecure: string[];
+}
+
+export type Progress = Record<string, unknown>;
+
+const PARALLEL_LAYERS = 3;
+
+/** Where a reference can be pulled from, in order: mirrors for docker.io, then the registry itself. */
+export function endpointsFor(ref: ImageReference, cfg: RegistryConfig): { base: string; repo: string }[] {
+  const out: { base: string; repo: string }[] = [];
+  if (ref.domain === 'docker.io') {
+    for (const m of cfg.mirrors) out.push({ base: m.replace(/\/+$/, ''), repo: ref.path });
+    out.push({ base: 'https://registry-1.docker.io', repo: ref.path });
+    return out;
+  }
+  const host = ref.domain;
+  const hostname = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const insecure =
+    hostname === 'localhost' || /^127\./.test(hostname) || hostname === '::1' || cfg.insecure.includes(host);
+  out.push({ base: `${insecure ? 'http' : 'https'}://${host}`, repo: ref.path });
+  return out;
+}
+
+export interface ResolvedPull {
+  ref: ImageReference;
+  client: RegistryClient;
+  /** The digest the reference resolved to (an index's, when the registry has one). */
+  topDigest: Digest;
+  manifestDigest: Digest;
+  manifest: ReturnType<typeof parseManifest>;
+}
+
+/** Resolves before any progress is streamed, so unknown tags are plain HTTP errors. */
+export async function resolvePull(
+  refString_: string,
+  cfg: RegistryConfig,
+  platform: Platform = hostPlatform(),
+): Promise<ResolvedPull> {
+  const ref = withDefaultTag(parseReference(refString_));
+  const reference = ref.digest ?? ref.tag!;
+  let lastErr: unknown;
+  let notFoundErr: unknown;
+  for (const ep of endpointsFor(ref, cfg)) {
+    const client = new RegistryClient(ep);
+    try {
+      const top = await client.getManifest(reference);
+      let manifestDigest = top.digest;
+      let body = top.body;
+      if (manifestKind(parseJson(top.body, 'manifest'), top.mediaType) === 'index') {
+        const chosen = selectManifest(parseIndex(top.body), platform);
+        if (!chosen) throw notFoundPlatform(ref, platform);
+        const m = await client.getManifest(chosen.digest);
+        manifestDigest = m.digest;
+        body = m.body;
+      }
+      return { ref, client, topDigest: top.digest, manifestDigest, manifest: parseManifest(body) };
+    } catch (err) {
+      lastErr = err;
+      if (isKind(err, 'NotFound')) notFoundErr ??= err;
+      if (err instanceof BerthError && err.kind === 'InvalidArgument') throw err;
+      log.debug('pull endpoint failed', { base: ep.base, error: String(err) });
+    }
+  }
+  const name = familiarString(ref);
+  // A registry that answered "not found" says more than one that could not be reached.
+  if (notFoundErr) lastErr = notFoundErr;
+  if (isKind(lastErr, 'NotFound'))
+    throw new BerthError('NotFound', `manifest for ${name} not found: ${(lastErr as Error).message}`);
+  if (lastErr instanceof BerthError && (lastErr.kind === 'Unauthorized' || lastErr.kind === 'Forbidden'))
+    throw new BerthError('NotFound', lastErr.message);
+  throw new BerthError(
+    'Unavailable',
+    `Error response from registry: ${(lastErr as Error)?.message ?? 'no registry reachable'} (pulling ${name})`,
+  );
+}
+
+function notFoundPlatform(ref: ImageReference, p: Platform): BerthError {
+  return new BerthError(
+    'NotFound',
+    `no matching manifest for ${platformString(p)} in the manifest list entries (${familiarString(ref)})`,
+  );
+}
+
+/** Downloads what is missing and registers the image; progress in Docker's JSON-message shape. */
+export async function pull(
+  deps: PullDeps,
+  r: ResolvedPull,
+  onProgress: (p: Progress) => void,
+): Promise<Digest> {
+  const { ref, client, manifest } = r;
+  onProgress({
+    status: `Pulling from ${ref.path.startsWith('library/') && ref.domain === 'docker.io' ? ref.path : ref.path}`,
+    id: ref.tag ?? ref.digest,
+  });
+  const existing = deps.images.tryResolve(refString(ref));
+  const configBuf = (await deps.content.has(manifest.config.digest))
+    ? await deps.content.read(manifest.config.digest)
+    : await (async () => {
+        const { stream } = await client.getBlob(manifest.config.digest);
+        await deps.content.ingest(stream, { digest: manifest.config.digest, size: manifest.config.size });
+        return deps.content.read(manifest.config.digest);
+      })();
+  const config = parseImageConfig(configBuf);
+  const diffIds = config.rootfs.diff_ids;
+  if (diffIds.length !== manifest.layers.length)
+    throw invalidArgument('manifest and image config disagree on the number of layers');
+  const chains: Digest[] = [];
+  let parent: Digest | null = null;
+  for (const d of diffIds) chains.push((parent = chainIdOf(parent, d)));
+  const staged: (StagedLayer | undefined)[] = [];
+  const todo = manifest.layers.map((l, i) => ({ l, i })).filter(({ i }) => !deps.snapshots.has(chains[i]));
+  for (const { l, i } of manifest.layers.map((l, i) => ({ l, i })))
+    if (deps.snapshots.has(chains[i]))
+      onProgress({ status: 'Already exists', progressDetail: {}, id: shortId(l.digest) });
+    else onProgress({ status: 'Pulling fs layer', progressDetail: {}, id: shortId(l.digest) });
+  let next = 0;
+  const worker = async () => {
+    while (next < todo.length) {
+      const { l, i } = todo[next++];
+      const id = shortId(l.digest);
+      onProgress({ status: 'Waiting', progressDetail: {}, id });
+      staged[i] = await fetchLayer(deps, client, l.digest, l.size, (n) =>
+        onProgress({
+          status: 'Downloading',
+          progressDetail: { current: n, total: l.size },
+          progress: bar(n, l.size),
+          id,
+        }),
+      );
+      onProgress({ status: 'Verifying Checksum', progressDetail: {}, id });
+      onProgress({ status: 'Download complete', progressDetail: {}, id });
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_LAYERS, todo.length) }, worker));
+    parent = null;
+    for (let i = 0; i < chains.length; i++) {
+      const l = manifest.layers[i];
+      if (!deps.snapshots.has(chains[i])) {
+        const s = staged[i];
+        if (s && s.diffId === diffIds[i]) await deps.snapshots.commitStaged(s, parent);
+        else
+          await deps.snapshots.apply(parent, deps.content.createReadStream(l.digest), {
+            expectedDiffId: diffIds[i],
+          });
+        onProgress({ status: 'Pull complete', progressDetail: {}, id: shortId(l.digest) });
+      }
+      parent = chains[i];
+    }
+  } finally {
+    for (const s of staged) if (s) await deps.snapshots.discardStaged(s);
+  }
+  await deps.content.ingest(Buffer.from(JSON.stringify(manifest)), {}).catch(() => undefined);
+  const id = await deps.images.add({
+    config: configBuf,
+    layers: manifest.layers.map((l, i) => ({ ...l, diffId: diffIds[i] })),
+    manifestDigest: r.manifestDigest,
+  });
+  if (ref.tag) await deps.images.setTag(refString({ ...ref, digest: undefined }), id);
+  await deps.images.setDigestRef(fullName(ref), r.topDigest, id);
+  deps.events?.publish('image', 'pull', id, { name: familiarString(ref) });
+  onProgress({ status: `Digest: ${r.topDigest}` });
+  const upToDate = existing?.record.id === id;
+  onProgress({
+    status: `Status: ${upToDate ? 'Image is up to date' : 'Downloaded newer image'} for ${familiarString(ref)}`,
+  });
+  return id;
+}
+
+/** Downloads one layer into content (verified), unpacking as it streams. */
+async function fetchLayer(
+  deps: PullDeps,
+  client: RegistryClient,
+  digest: Digest,
+  size: number,
+  onBytes: (n: number) => void,
+): Promise<StagedLayer | undefined> {
+  if (await deps.content.has(digest)) return undefined;
+  const { stream } = await client.getBlob(digest);
+  let n = 0;
+  let last = 0;
+  stream.on('data', (c: Buffer) => {
+    n += c.length;
+    if (n - last > 512 * 1024 || n === size) {
+      last = n;
+      onBytes(n);
+    }
+  });
+  const r = await ingestEntry(deps, stream, { digest, size });
+  return r.staged;
+}
+
+/** Docker's 50-column progress bar text. */
+function bar(current: number, total: number): string {
+  const width = 50;
+  const filled = total ? Math.min(width, Math.floor((current / total) * width)) : 0;
+  const arrow = filled < width ? '>' : '';
+  return `[${'='.repeat(Math.max(0, filled - (arrow ? 1 : 0)))}${arrow}${' '.repeat(width - filled)}] ${humanSize(current)}/${humanSize(total)}`;
+}
