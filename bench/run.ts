@@ -12,6 +12,7 @@ import { bigImageArchive, manyImagesArchive } from './images.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CACHE = path.join(ROOT, '.cache', 'bench');
+const DOCKER_CLI = '/usr/local/bin/docker';
 
 interface Daemon {
   name: string;
@@ -188,6 +189,17 @@ async function main(): Promise<void> {
       runs: Math.max(20, 20 * runsScale),
     },
   ];
+  const busybox = path.resolve(ROOT, '..', 'shared', 'fixtures', 'images', 'busybox-1.38.0-musl-docker-archive.tar');
+  if (existsSync(busybox) && existsSync(DOCKER_CLI))
+    workloads.push({
+      name: 'docker run --rm busybox true (CLI)',
+      setup: (d) => load(d, busybox),
+      once: async (d) => {
+        const r = spawnSync(DOCKER_CLI, ['-H', `unix://${d.socket}`, 'run', '--rm', 'busybox:1.38.0-musl', 'true']);
+        if (r.status !== 0) throw new Error(`${d.name}: run failed: ${r.stderr}`);
+      },
+      runs: Math.max(10, 10 * runsScale),
+    });
   const daemons: Daemon[] = [await startBerthd()];
   const dockerd = which('dockerd');
   try {
