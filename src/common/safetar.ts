@@ -1,21 +1,40 @@
 /**
- * Safe extraction of a layer tar into a directory.
+ * Safe extraction of a layer tar into an empty directory, in overlayfs form.
  *
- * Nothing is written outside the target: names that climb above the root are refused, entries are
- * never written through a symlink, relative symlinks may not point above the root (Docker's breakout
- * rule), hardlinks must name an earlier regular entry of the same layer, and device nodes are refused.
- * OCI/AUFS whiteouts become overlayfs whiteouts (0/0 char devices, opaque xattr).
+ * Nothing is written outside the target:
+ * - names are cleaned (a leading "/" or "./" is dropped, as Docker does) and any `..` that climbs above
+ *   the root is refused;
+ * - nothing is written through a symlink: every parent of an entry must be a real directory of this
+ *   layer, and every node is created exclusively (O_EXCL, mkdir, symlink, link, mknod never follow a
+ *   symlink in the last component);
+ * - relative symlink targets may not climb above the root when joined with the link's directory
+ *   (Docker's breakout rule; absolute targets are resolved inside the container and are fine);
+ * - hardlinks must name a non-directory entry already extracted from this same layer;
+ * - block and character devices are refused, except the 0/0 character device that is a whiteout.
+ *
+ * OCI/AUFS whiteouts become overlayfs ones: `.wh.<name>` a 0/0 character device, `.wh..wh..opq` the
+ * xattr trusted.overlay.opaque=y on its directory; other `.wh..wh.` AUFS metadata is skipped. As the OCI
+ * image spec says, a whiteout hides only lower layers: what this layer itself puts at that name stays.
+ *
+ * Every path we create is remembered, so parents are checked in memory and only a name we made
+ * ourselves is ever replaced (later entries override earlier ones, as in Docker).
  */
-import { createWriteStream, promises as fsp } from 'node:fs';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { errnoCode, invalidArgument } from './errors.js';
+import { BerthError, errnoCode, invalidArgument } from './errors.js';
+import { log } from './log.js';
 import { native, S_IFCHR, S_IFIFO } from './native.js';
 
 const WHITEOUT_PREFIX = '.wh.';
+const WHITEOUT_META_PREFIX = '.wh..wh.';
 const OPAQUE = '.wh..wh..opq';
+const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
+const XATTR_PAX_PREFIX = 'SCHILY.xattr.';
+const SMALL_FILE = 64 * 1024;
 
 export interface ExtractResult {
   /** Bytes of regular file content written. */
@@ -25,11 +44,14 @@ export interface ExtractResult {
 
 type Header = Omit<tar.Header, 'pax'> & { pax?: Record<string, string> | null };
 
-function entryError(name: string, reason: string): Error {
+/** What we made at a path (the target starts empty, so this is everything there is). */
+type NodeKind = 'dir' | 'file' | 'symlink' | 'fifo' | 'whiteout';
+
+function entryError(name: string, reason: string): BerthError {
   return invalidArgument(`invalid tar entry ${JSON.stringify(name)}: ${reason}`);
 }
 
-/** Cleans a tar entry name into a relative path; refuses names that climb above the root. */
+/** Cleans a tar entry name into a relative path ('' for the root); refuses names that climb above it. */
 export function cleanEntryName(name: string): string {
   const parts: string[] = [];
   for (const p of name.split('/')) {
@@ -44,40 +66,54 @@ export function cleanEntryName(name: string): string {
   return parts.join('/');
 }
 
+/**
+ * Unpacks the (uncompressed) tar `input` into `target`, an existing empty directory.
+ * Throws InvalidArgument for a malformed archive or an unsafe entry; the caller removes `target` then.
+ */
 export async function extractLayer(input: Readable, target: string): Promise<ExtractResult> {
   const ex = new Extractor(target);
   const extract = tar.extract();
+  keepBinaryXattrs(extract);
   // The pipeline reports its errors; tar-stream may emit one more after the pipeline has settled.
   extract.on('error', () => undefined);
   extract.on('entry', (header, source, next) => {
     const stream = source as unknown as Readable;
-    // The entry's own errors also fail the whole extraction; don't let one escape unheard
-    // while the entry waits on its parent directories.
+    // An error of the entry's stream also fails the extraction; none may escape unheard meanwhile.
     stream.on('error', () => undefined);
     ex.entry(header as Header, stream).then(
       () => next(),
       (err: unknown) => {
         stream.resume();
-        next(err as Error);
+        next(err instanceof Error ? err : new Error(String(err)));
       },
     );
   });
   try {
     await pipeline(input, extract);
   } catch (err) {
-    if (err instanceof Error && 'kind' in err) throw err;
-    throw invalidArgument(`invalid layer tar: ${(err as Error).message}`);
+    throw tarError(err);
   }
-  await ex.finish();
+  ex.finish();
   return { size: ex.size, entries: ex.entries };
 }
+
+/** tar-stream's own complaints (plain Errors) mean a malformed archive; system errors stay what they are. */
+function tarError(err: unknown): unknown {
+  if (err instanceof BerthError || !(err instanceof Error)) return err;
+  if (errnoCode(err) !== undefined) return err;
+  return invalidArgument(`invalid layer tar: ${err.message}`);
+}
+
+/** File system errors an entry itself can cause (a name too long, ...): the archive's fault. */
+const ENTRY_ERRNOS = new Set(['ENAMETOOLONG', 'ENOTDIR', 'EEXIST', 'ELOOP', 'EISDIR', 'EMLINK']);
 
 class Extractor {
   size = 0;
   entries = 0;
-  /** Directories known to be real directories inside the target (relative paths). */
-  private readonly dirs = new Set<string>(['']);
-  private readonly dirTimes: { p: string; mtime: Date }[] = [];
+  private readonly nodes = new Map<string, NodeKind>([['', 'dir']]);
+  /** Directory times, set last: writing their content changes them. */
+  private readonly dirTimes = new Map<string, Date>();
+  private xattrWarned = false;
 
   constructor(private readonly root: string) {}
 
@@ -85,156 +121,321 @@ class Extractor {
     return rel === '' ? this.root : path.join(this.root, rel);
   }
 
-  /** Makes sure every ancestor of rel is a real directory (never a symlink), creating missing ones. */
-  private async ensureParents(rel: string, name: string): Promise<void> {
-    const parts = rel.split('/');
-    let cur = '';
-    for (let i = 0; i < parts.length - 1; i++) {
-      cur = cur ? `${cur}/${parts[i]}` : parts[i];
-      if (this.dirs.has(cur)) continue;
-      const st = await lstatOrNull(this.abs(cur));
-      if (st === null) await fsp.mkdir(this.abs(cur), { mode: 0o755 });
-      else if (!st.isDirectory()) {
-        if (st.isSymbolicLink()) throw entryError(name, `parent ${cur} is a symlink`);
-        throw entryError(name, `parent ${cur} is not a directory`);
-      }
-      this.dirs.add(cur);
-    }
-  }
-
-  /** Removes whatever is at rel unless both it and the new entry are directories. */
-  private async clear(rel: string, keepDir: boolean): Promise<void> {
-    const st = await lstatOrNull(this.abs(rel));
-    if (st === null) return;
-    if (keepDir && st.isDirectory()) return;
-    await fsp.rm(this.abs(rel), { recursive: true, force: true });
-    for (const d of this.dirs) if (d === rel || d.startsWith(rel + '/')) this.dirs.delete(d);
-  }
-
   async entry(h: Header, stream: Readable): Promise<void> {
     this.entries++;
-    const rel = cleanEntryName(h.name);
+    try {
+      await this.unpack(h, stream);
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code && ENTRY_ERRNOS.has(code)) throw entryError(h.name, (err as Error).message);
+      throw err;
+    }
+  }
+
+  private async unpack(h: Header, stream: Readable): Promise<void> {
+    const name = h.name;
+    const rel = cleanEntryName(name);
+    const type: string = h.type ?? 'file';
+    if (type !== 'file' && type !== 'contiguous-file') stream.resume();
     if (rel === '') {
       stream.resume();
-      return; // the root itself
+      return; // the root itself: its attributes come from the container's upper layer
     }
-    const base = path.posix.basename(rel);
-    const dir = path.posix.dirname(rel) === '.' ? '' : path.posix.dirname(rel);
-    if (base.startsWith(WHITEOUT_PREFIX)) {
+    const parts = rel.split('/');
+    const base = parts[parts.length - 1];
+    const dir = parts.slice(0, -1).join('/');
+    if (base === OPAQUE) {
       stream.resume();
-      await this.ensureParents(rel, h.name);
-      if (base === OPAQUE) {
-        native.lsetxattr(this.abs(dir), 'trusted.overlay.opaque', Buffer.from('y'));
-        return;
-      }
-      if (base.startsWith('.wh..wh.')) return; // AUFS metadata
-      const victim = dir
-        ? `${dir}/${base.slice(WHITEOUT_PREFIX.length)}`
-        : base.slice(WHITEOUT_PREFIX.length);
-      if (cleanEntryName(victim) !== victim) throw entryError(h.name, 'bad whiteout name');
-      await this.whiteout(victim);
+      this.ensureParents(parts, name);
+      native.lsetxattr(this.abs(dir), OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
       return;
     }
-    await this.ensureParents(rel, h.name);
+    if (parts.some((p) => p.startsWith(WHITEOUT_META_PREFIX))) {
+      stream.resume();
+      return; // AUFS metadata (.wh..wh.plnk, .wh..wh.aufs, ...) and anything inside it
+    }
+    for (const p of parts.slice(0, -1))
+      if (p.startsWith(WHITEOUT_PREFIX)) throw entryError(name, 'a whiteout cannot be a directory');
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      stream.resume();
+      const victim = base.slice(WHITEOUT_PREFIX.length);
+      if (victim === '' || victim === '.' || victim === '..') throw entryError(name, 'invalid whiteout');
+      this.ensureParents(parts, name);
+      this.whiteout(dir ? `${dir}/${victim}` : victim);
+      return;
+    }
+
+    this.ensureParents(parts, name);
     const p = this.abs(rel);
-    const type: string = h.type ?? 'file';
     switch (type) {
-      case 'directory':
-        await this.clear(rel, true);
-        if ((await lstatOrNull(p)) === null) await fsp.mkdir(p, { mode: 0o755 });
-        this.dirs.add(rel);
-        stream.resume();
-        break;
-      case 'file':
-      case 'contiguous-file': {
-        await this.clear(rel, false);
-        await pipeline(stream, createWriteStream(p, { mode: 0o600, flags: 'wx' }));
-        this.size += h.size ?? 0;
-        break;
+      case 'directory': {
+        const was = this.nodes.get(rel);
+        if (was !== 'dir') {
+          this.clear(rel);
+          fs.mkdirSync(p, 0o755);
+          this.nodes.set(rel, 'dir');
+          // A directory where a whiteout was: the lower one is deleted, so none of it may show through.
+          if (was === 'whiteout') native.lsetxattr(p, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
+        }
+        this.setAttributes(p, h, 'dir');
+        this.dirTimes.set(rel, entryMtime(h));
+        return;
       }
+      case 'file':
+      case 'contiguous-file':
+        this.clear(rel);
+        await this.writeFile(p, h, stream);
+        this.nodes.set(rel, 'file');
+        this.size += h.size ?? 0;
+        return;
       case 'symlink': {
-        stream.resume();
         const link = h.linkname ?? '';
+        if (link === '') throw entryError(name, 'symlink without a target');
         if (!link.startsWith('/')) {
           const joined = path.posix.normalize(path.posix.join(dir, link));
           if (joined === '..' || joined.startsWith('../'))
-            throw entryError(h.name, `symlink target ${link} escapes the layer`);
+            throw entryError(name, `symlink target ${JSON.stringify(link)} escapes the layer`);
         }
-        await this.clear(rel, false);
-        await fsp.symlink(link, p);
-        break;
+        this.clear(rel);
+        fs.symlinkSync(link, p);
+        this.nodes.set(rel, 'symlink');
+        this.setAttributes(p, h, 'symlink');
+        return;
       }
-      case 'link': {
-        stream.resume();
-        const targetRel = cleanEntryName(h.linkname ?? '');
-        if (targetRel === '') throw entryError(h.name, 'hardlink without a target');
-        await this.ensureParents(targetRel, h.name);
-        const st = await lstatOrNull(this.abs(targetRel));
-        if (st === null) throw entryError(h.name, `hardlink target ${h.linkname} is not in the layer`);
-        if (st.isDirectory()) throw entryError(h.name, 'hardlink to a directory');
-        if (st.isSymbolicLink()) throw entryError(h.name, 'hardlink to a symlink');
-        await this.clear(rel, false);
-        await fsp.link(this.abs(targetRel), p);
-        return; // a hardlink shares the target's metadata
-      }
+      case 'link':
+        this.hardlink(rel, h);
+        return; // a hardlink shares its target's attributes
       case 'character-device':
-        stream.resume();
         if ((h.devmajor ?? 0) === 0 && (h.devminor ?? 0) === 0) {
-          await this.whiteout(rel);
+          // An overlayfs-format whiteout names the path itself, so it replaces what this layer put there.
+          this.clear(rel);
+          this.makeWhiteout(rel);
           return;
         }
-        throw entryError(h.name, 'device nodes are not allowed in layers');
+        throw entryError(name, 'device nodes are not allowed in layers');
       case 'block-device':
-        stream.resume();
-        throw entryError(h.name, 'device nodes are not allowed in layers');
+        throw entryError(name, 'device nodes are not allowed in layers');
       case 'fifo':
-        stream.resume();
-        await this.clear(rel, false);
+        this.clear(rel);
         native.mknod(p, S_IFIFO | 0o600, 0, 0);
-        break;
+        this.nodes.set(rel, 'fifo');
+        this.setAttributes(p, h, 'fifo');
+        return;
       default:
-        stream.resume();
-        throw entryError(h.name, `unsupported entry type ${type}`);
+        throw entryError(name, `unsupported entry type ${type}`);
     }
-    await this.applyMetadata(p, h, type === 'symlink');
-    if (type === 'directory' && h.mtime) this.dirTimes.push({ p, mtime: h.mtime });
   }
 
-  private async whiteout(rel: string): Promise<void> {
-    await this.ensureParents(rel, rel);
-    await this.clear(rel, false);
-    native.mknod(this.abs(rel), S_IFCHR, 0, 0);
-  }
-
-  private async applyMetadata(p: string, h: Header, isSymlink: boolean): Promise<void> {
-    await fsp.lchown(p, h.uid ?? 0, h.gid ?? 0);
-    if (!isSymlink) await fsp.chmod(p, (h.mode ?? 0o644) & 0o7777);
-    for (const [k, v] of Object.entries(h.pax ?? {})) {
-      if (!k.startsWith('SCHILY.xattr.')) continue;
-      const name = k.slice('SCHILY.xattr.'.length);
+  /**
+   * Makes every ancestor of the entry a real directory of this layer, creating missing ones. A parent
+   * that is a whiteout becomes an opaque directory (the lower one was deleted, then made anew).
+   */
+  private ensureParents(parts: string[], name: string): void {
+    let cur = '';
+    for (let i = 0; i < parts.length - 1; i++) {
+      cur = cur ? `${cur}/${parts[i]}` : parts[i];
+      const kind = this.nodes.get(cur);
+      if (kind === 'dir') continue;
+      if (kind === 'symlink') throw entryError(name, `parent ${cur} is a symlink`);
+      if (kind === 'whiteout') this.clear(cur);
+      else if (kind !== undefined) throw entryError(name, `parent ${cur} is not a directory`);
+      const p = this.abs(cur);
       try {
-        native.lsetxattr(p, name, Buffer.from(String(v), 'latin1'));
+        fs.mkdirSync(p, 0o755);
+      } catch (err) {
+        // Only we write here, so this would be a bug of ours; never trust a name we did not make.
+        if (errnoCode(err) !== 'EEXIST' || !fs.lstatSync(p).isDirectory())
+          throw entryError(name, `parent ${cur} is not a directory`);
+      }
+      if (kind === 'whiteout') native.lsetxattr(p, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
+      this.nodes.set(cur, 'dir');
+    }
+  }
+
+  /** Removes what this layer put at `rel`, if anything. */
+  private clear(rel: string): void {
+    const kind = this.nodes.get(rel);
+    if (kind === undefined) return;
+    if (kind === 'dir') {
+      fs.rmSync(this.abs(rel), { recursive: true, force: true });
+      const prefix = `${rel}/`;
+      for (const k of this.nodes.keys()) if (k.startsWith(prefix)) this.nodes.delete(k);
+      for (const k of this.dirTimes.keys()) if (k === rel || k.startsWith(prefix)) this.dirTimes.delete(k);
+    } else fs.unlinkSync(this.abs(rel));
+    this.nodes.delete(rel);
+  }
+
+  /** An OCI whiteout `.wh.<name>`: hides `rel` of the lower layers only. */
+  private whiteout(rel: string): void {
+    const kind = this.nodes.get(rel);
+    if (kind === undefined) this.makeWhiteout(rel);
+    // This layer's own directory of that name stays, without the lower one's content.
+    else if (kind === 'dir') native.lsetxattr(this.abs(rel), OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
+    // Anything else this layer put there hides the lower entry already.
+  }
+
+  private makeWhiteout(rel: string): void {
+    native.mknod(this.abs(rel), S_IFCHR, 0, 0);
+    this.nodes.set(rel, 'whiteout');
+  }
+
+  private hardlink(rel: string, h: Header): void {
+    const targetRel = cleanEntryName(h.linkname ?? '');
+    if (targetRel === '') throw entryError(h.name, 'hardlink without a target');
+    if (targetRel === rel) throw entryError(h.name, 'hardlink to itself');
+    const kind = this.nodes.get(targetRel);
+    const via = kind === undefined ? this.symlinkAncestor(targetRel) : undefined;
+    if (via)
+      throw entryError(h.name, `hardlink target ${JSON.stringify(h.linkname)} is behind symlink ${via}`);
+    if (kind === undefined || kind === 'whiteout')
+      throw entryError(h.name, `hardlink target ${JSON.stringify(h.linkname)} is not in the layer`);
+    if (kind === 'dir') throw entryError(h.name, 'hardlink to a directory');
+    this.clear(rel);
+    // link(2) does not follow a symlink target, and the target's parents are directories we made.
+    fs.linkSync(this.abs(targetRel), this.abs(rel));
+    this.nodes.set(rel, kind);
+  }
+
+  private symlinkAncestor(rel: string): string | undefined {
+    const parts = rel.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const p = parts.slice(0, i).join('/');
+      if (this.nodes.get(p) === 'symlink') return p;
+    }
+    return undefined;
+  }
+
+  private async writeFile(p: string, h: Header, stream: Readable): Promise<void> {
+    const fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    try {
+      // Small files are written at once (a thread pool round trip costs more than the copy); large
+      // ones through the thread pool, so a busy disk never stalls the event loop for long.
+      const small = (h.size ?? 0) <= SMALL_FILE;
+      for await (const chunk of stream) {
+        if (small) writeAllSync(fd, chunk as Buffer);
+        else await writeAll(fd, chunk as Buffer);
+      }
+      // Through the descriptor: no path lookup, so nothing to race with.
+      const { uid, gid, mode, mtime } = attributes(h);
+      fs.fchownSync(fd, uid, gid);
+      fs.fchmodSync(fd, mode); // after chown, which clears setuid/setgid
+      fs.futimesSync(fd, mtime, mtime);
+    } finally {
+      fs.closeSync(fd);
+    }
+    this.setXattrs(p, h);
+  }
+
+  private setAttributes(p: string, h: Header, kind: 'dir' | 'symlink' | 'fifo'): void {
+    const { uid, gid, mode, mtime } = attributes(h);
+    fs.lchownSync(p, uid, gid);
+    if (kind !== 'symlink') fs.chmodSync(p, mode);
+    this.setXattrs(p, h);
+    if (kind === 'symlink') fs.lutimesSync(p, mtime, mtime);
+    else if (kind === 'fifo') fs.utimesSync(p, mtime, mtime);
+  }
+
+  private setXattrs(p: string, h: Header): void {
+    if (!h.pax) return;
+    for (const [key, value] of Object.entries(h.pax)) {
+      if (!key.startsWith(XATTR_PAX_PREFIX)) continue;
+      const name = key.slice(XATTR_PAX_PREFIX.length);
+      // overlayfs' own metadata (opaque, redirect, origin, ...) is never taken from a layer.
+      if (name.startsWith('trusted.overlay.')) continue;
+      try {
+        native.lsetxattr(p, name, Buffer.from(value, 'latin1'));
       } catch (err) {
         const code = errnoCode(err);
-        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
+        if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') {
+          // As Docker: not every file system (or file type) takes every namespace.
+          if (!name.startsWith('security.') && !this.xattrWarned) {
+            this.xattrWarned = true;
+            log.warn('layer xattr not set', { entry: h.name, xattr: name, error: code });
+          }
+          continue;
+        }
+        throw entryError(h.name, `cannot set xattr ${name}: ${code ?? (err as Error).message}`);
       }
     }
-    const mtime = h.mtime ?? new Date(0);
-    if (isSymlink) await fsp.lutimes(p, mtime, mtime);
-    else await fsp.utimes(p, mtime, mtime);
   }
 
-  /** Directory times last: writing their content changed them. */
-  async finish(): Promise<void> {
-    for (const { p, mtime } of this.dirTimes.reverse()) await fsp.utimes(p, mtime, mtime);
+  finish(): void {
+    for (const [rel, mtime] of this.dirTimes) fs.utimesSync(this.abs(rel), mtime, mtime);
   }
 }
 
-async function lstatOrNull(p: string): Promise<import('node:fs').Stats | null> {
-  try {
-    return await fsp.lstat(p);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return null;
-    throw err;
+/** Writes all of `buf` at the current offset; the data itself goes through the thread pool. */
+async function writeAll(fd: number, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) off += await writeAsync(fd, buf, off, buf.length - off);
+}
+
+function writeAllSync(fd: number, buf: Buffer): void {
+  let off = 0;
+  while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
+}
+
+const writeAsync = promisify(
+  (fd: number, buf: Buffer, off: number, len: number, cb: (err: Error | null, n: number) => void) =>
+    fs.write(fd, buf, off, len, null, (err, n) => cb(err, n)),
+);
+
+function entryMtime(h: Header): Date {
+  const pax = h.pax?.mtime;
+  if (pax !== undefined && /^-?\d+(\.\d+)?$/.test(pax)) return new Date(Number(pax) * 1000);
+  return h.mtime ?? new Date(0);
+}
+
+/** Ownership, mode and time, PAX values first (they carry ids and times the header fields cannot). */
+function attributes(h: Header): { uid: number; gid: number; mode: number; mtime: Date } {
+  const id = (pax: string | undefined, field: number | undefined) =>
+    pax !== undefined && /^\d+$/.test(pax) ? Number(pax) : (field ?? 0);
+  return {
+    uid: id(h.pax?.uid, h.uid),
+    gid: id(h.pax?.gid, h.gid),
+    mode: (h.mode ?? 0o644) & 0o7777,
+    mtime: entryMtime(h),
+  };
+}
+
+/**
+ * tar-stream decodes PAX values as UTF-8, which mangles binary xattr values (security.capability is
+ * binary). This re-reads the raw records of each PAX header for this extractor only and keeps xattr
+ * values as latin1 strings, which map byte for byte back to a Buffer. Should tar-stream drop the hook,
+ * values stay UTF-8 decoded (right for text values, lossy for binary ones).
+ */
+function keepBinaryXattrs(extract: tar.Extract): void {
+  type Internals = {
+    _decodeLongHeader?: (buf: Buffer) => void;
+    _header: { type: string } | null;
+    _pax: Record<string, string> | null;
+    _paxGlobal: Record<string, string> | null;
+  };
+  const ex = extract as unknown as Internals;
+  const original = ex._decodeLongHeader;
+  if (typeof original !== 'function') return;
+  ex._decodeLongHeader = function (this: Internals, buf: Buffer) {
+    original.call(this, buf);
+    const type = this._header?.type;
+    const values = type === 'pax-header' ? this._pax : type === 'pax-global-header' ? this._paxGlobal : null;
+    if (!values) return;
+    for (const [key, value] of rawPaxRecords(buf)) if (key.startsWith(XATTR_PAX_PREFIX)) values[key] = value;
+  };
+}
+
+/** PAX extended header records ("<len> <key>=<value>\n"), values as latin1. */
+function rawPaxRecords(buf: Buffer): [string, string][] {
+  const out: [string, string][] = [];
+  let off = 0;
+  while (off < buf.length) {
+    const space = buf.indexOf(0x20, off);
+    if (space < 0) break;
+    const len = Number(buf.toString('latin1', off, space));
+    if (!Number.isInteger(len) || len <= 0 || off + len > buf.length) break;
+    const eq = buf.indexOf(0x3d, space + 1);
+    if (eq < 0 || eq >= off + len) break;
+    out.push([buf.toString('utf8', space + 1, eq), buf.toString('latin1', eq + 1, off + len - 1)]);
+    off += len;
   }
+  return out;
 }

@@ -60,14 +60,18 @@ export interface Snapshotter {
   discardStaged(staged: StagedLayer): Promise<void>;
   /** The chain's layer directories, top-most first. */
   lowerDirs(chainId: Digest): string[];
-  /** Creates an empty writable layer for `key` (a container id) over `parent` and returns its overlay spec. */
+  /**
+   * Creates an empty writable layer for `key` (a container id) over `parent` and returns its overlay spec.
+   * Preparing an existing key again with the same parent returns its spec; with another parent, Conflict.
+   */
   prepare(key: string, parent: Digest | null): Promise<MountSpec>;
-  /** Mounts an overlay for a prepared key at `target`. */
+  /** Mounts an overlay for a prepared key at `target` (created if missing). */
   mount(key: string, target: string): Promise<void>;
+  /** Detaches the mount at `target`; a target that is not mounted is fine. */
   unmount(target: string): Promise<void>;
-  /** Removes a prepared (writable) snapshot. */
+  /** Removes a prepared (writable) snapshot; an unknown key is fine. */
   removeActive(key: string): Promise<void>;
-  /** Removes a committed layer; Conflict if another layer is stacked on it. */
+  /** Removes a committed layer; Conflict if another layer is stacked on it or a prepared snapshot uses it. */
   remove(chainId: Digest): Promise<void>;
   list(): LayerInfo[];
 }
