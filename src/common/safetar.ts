@@ -76,11 +76,15 @@ export async function extractLayer(input: Readable, target: string): Promise<Ext
   keepBinaryXattrs(extract);
   // The pipeline reports its errors; tar-stream may emit one more after the pipeline has settled.
   extract.on('error', () => undefined);
+  // tar-stream may finish while the last entry is still being written (an archive without its end
+  // blocks): that entry is awaited, and its error reported, after the pipeline.
+  let last: Promise<void> = Promise.resolve();
   extract.on('entry', (header, source, next) => {
     const stream = source as unknown as Readable;
     // An error of the entry's stream also fails the extraction; none may escape unheard meanwhile.
     stream.on('error', () => undefined);
-    ex.entry(header as Header, stream).then(
+    last = ex.entry(header as Header, stream);
+    last.then(
       () => next(),
       (err: unknown) => {
         stream.resume();
@@ -91,8 +95,10 @@ export async function extractLayer(input: Readable, target: string): Promise<Ext
   try {
     await pipeline(input, extract);
   } catch (err) {
+    await last.catch(() => undefined); // nothing may still be writing when the caller cleans up
     throw tarError(err);
   }
+  await last;
   ex.finish();
   return { size: ex.size, entries: ex.entries };
 }

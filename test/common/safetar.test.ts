@@ -195,3 +195,24 @@ test('an empty input and an empty archive are empty layers', () =>
     assert.deepEqual(await extract(Buffer.alloc(1024), dir), { size: 0, entries: 0 });
     assert.deepEqual(await fsp.readdir(dir), []);
   }));
+
+test('an archive without its end blocks still finishes its last entry, or fails on it', () =>
+  withDir(async (dir) => {
+    const withoutEnd = async (entries: TarEntry[]) => {
+      const t = await makeTar(entries);
+      assert.ok(t.subarray(t.length - 1024).every((b) => b === 0));
+      return t.subarray(0, t.length - 1024);
+    };
+    const big = Buffer.alloc(3 * 1024 * 1024, 'z');
+    const good = await withoutEnd([{ name: 'big', data: big, mode: 0o600, uid: 42 }]);
+    await extractLayer(Readable.from([good]), dir);
+    const st = await fsp.stat(path.join(dir, 'big'));
+    assert.deepEqual([st.size, st.mode & 0o777, st.uid], [big.length, 0o600, 42]);
+    const bad = await withoutEnd([
+      { name: 'l', type: 'symlink', linkname: '/etc' },
+      { name: 'l/passwd', data: 'x' },
+    ]);
+    const other = path.join(dir, 'other');
+    await fsp.mkdir(other);
+    await assert.rejects(extractLayer(Readable.from([bad]), other), /parent l is a symlink/);
+  }));

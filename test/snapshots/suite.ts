@@ -399,13 +399,10 @@ export function snapshotterSuite(name: string, factory: SnapshotterFactory): voi
     assert.equal((await fsp.readdir(top(s, diffId), { recursive: true })).length, 55);
   });
 
-  t('remove refuses layers in use and forgets removed ones', async ({ s }) => {
+  t('remove refuses layers with children and forgets removed ones', async ({ s }) => {
     const l1 = await s.apply(null, layer(await makeTar([{ name: 'a', data: 'a' }])));
     const l2 = await s.apply(l1.chainId, layer(await makeTar([{ name: 'b', data: 'b' }])));
     await assert.rejects(s.remove(l1.chainId), isKind('Conflict', /child layer/));
-    await s.prepare('c1', l2.chainId);
-    await assert.rejects(s.remove(l2.chainId), isKind('Conflict', /in use/));
-    await s.removeActive('c1');
     const dir = top(s, l2.chainId);
     await s.remove(l2.chainId);
     assert.equal(existsSync(dir), false);

@@ -335,8 +335,6 @@ export class OverlaySnapshotter implements Snapshotter {
     if (!this.index.has(chainId)) throw notFound(`layer ${chainId} does not exist`);
     for (const l of this.index.values())
       if (l.parent === chainId) throw conflict(`layer ${chainId} has a child layer ${l.chainId}`);
-    for (const [key, parent] of this.active)
-      if (parent === chainId) throw conflict(`layer ${chainId} is in use by snapshot ${key}`);
     const info = this.index.get(chainId)!;
     this.index.delete(chainId);
     try {

@@ -71,7 +71,7 @@ export interface Snapshotter {
   unmount(target: string): Promise<void>;
   /** Removes a prepared (writable) snapshot; an unknown key is fine. */
   removeActive(key: string): Promise<void>;
-  /** Removes a committed layer; Conflict if another layer is stacked on it or a prepared snapshot uses it. */
+  /** Removes a committed layer; Conflict if another layer is stacked on it. */
   remove(chainId: Digest): Promise<void>;
   list(): LayerInfo[];
 }
