@@ -368,8 +368,8 @@ export class ContainerService {
         live.conn.endStdin();
         live.pendingEof = false;
       }
-      this.watchExit(rec);
-      await this.d.runtime.start(rec.id);
+      // Running before `runc start`: a process that exits at once must find its exit recorded
+      // on top of this state, not overwritten by it.
       Object.assign(rec.state, {
         Status: 'running' as Status,
         Running: true,
@@ -382,6 +382,8 @@ export class ContainerService {
         Error: '',
         StartedAt: new Date().toISOString(),
       });
+      this.watchExit(rec);
+      await this.d.runtime.start(rec.id);
       await this.save(rec);
       this.d.events.publish('container', 'start', rec.id, { image: rec.image, name: rec.name });
       return true;
