@@ -164,15 +164,24 @@ export class ImageStore {
     return matches.length === 1 ? matches[0] : undefined;
   }
 
-  private view(id: Digest): Image {
+  private view(id: Digest, names = this.namesById()): Image {
     const e = this.images.get(id);
     if (!e) throw notFound(`No such image: ${id}`);
-    return {
-      record: e.record,
-      config: e.config,
-      repoTags: [...this.tags].filter(([, v]) => v === id).map(([k]) => k),
-      repoDigests: [...this.digests].filter(([, v]) => v === id).map(([k]) => k),
+    const n = names.get(id);
+    return { record: e.record, config: e.config, repoTags: n?.tags ?? [], repoDigests: n?.digests ?? [] };
+  }
+
+  /** Every image's names in one pass (listing must not rescan the tags per image). */
+  private namesById(): Map<Digest, { tags: string[]; digests: string[] }> {
+    const out = new Map<Digest, { tags: string[]; digests: string[] }>();
+    const entry = (id: Digest) => {
+      let e = out.get(id);
+      if (!e) out.set(id, (e = { tags: [], digests: [] }));
+      return e;
     };
+    for (const [k, id] of this.tags) entry(id).tags.push(k);
+    for (const [k, id] of this.digests) entry(id).digests.push(k);
+    return out;
   }
 
   /** Points `target` (a tag reference) at the image `source` names. */
@@ -347,8 +356,9 @@ export class ImageStore {
     const before = f.before ? this.resolve(f.before).record.addedAt : undefined;
     const since = f.since ? this.resolve(f.since).record.addedAt : undefined;
     const out: Image[] = [];
+    const names = this.namesById();
     for (const id of this.images.keys()) {
-      const img = this.view(id);
+      const img = this.view(id, names);
       const dangling = img.repoTags.length === 0 && img.repoDigests.length === 0;
       if (!opts.all && dangling && parents.has(id)) continue; // intermediate build layer
       if (f.dangling !== undefined && f.dangling !== (img.repoTags.length === 0)) continue;
