@@ -104,6 +104,8 @@ async function dispatch(router: Router, req: http.IncomingMessage, res: http.Ser
   try {
     await found.handler(ctx);
   } catch (err) {
+    // Read what the client is still sending, so it sees our answer rather than a broken pipe.
+    req.resume();
     sendError(res, err);
   }
 }

@@ -217,6 +217,8 @@ export function request(
       );
     });
     req.on('error', reject);
+    // A daemon may answer (an early 400) and close while the body is still going out.
+    req.on('socket', (sock) => sock.on('error', () => undefined));
     req.end(body);
   });
 }
