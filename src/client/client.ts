@@ -248,6 +248,19 @@ export class Client {
   logs(id: string, query: Record<string, string | number | boolean | undefined>): Promise<RawResponse> {
     return this.stream({ method: 'GET', path: `/containers/${id}/logs`, query });
   }
+  createExec(container: string, body: Record<string, unknown>): Promise<{ Id: string }> {
+    return this.json({ method: 'POST', path: `/containers/${container}/exec`, body });
+  }
+  inspectExec(id: string): Promise<{ ExitCode: number; Running: boolean; Pid: number }> {
+    return this.json({ method: 'GET', path: `/exec/${id}/json` });
+  }
+  async resizeExec(id: string, h: number, w: number): Promise<void> {
+    await this.json({ method: 'POST', path: `/exec/${id}/resize`, query: { h, w } });
+  }
+  async startExecDetached(id: string, tty: boolean): Promise<void> {
+    await this.json({ method: 'POST', path: `/exec/${id}/start`, body: { Detach: true, Tty: tty } });
+  }
+
   /** A hijacked connection (`Upgrade: tcp`), as docker attach and docker run use. */
   async hijack(
     p: string,

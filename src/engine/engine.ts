@@ -6,6 +6,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../common/atomic.js';
 import { FileContentStore } from './content/store.js';
+import { ExecService } from './containers/exec.js';
 import { ContainerService } from './containers/service.js';
 import { ConmonRuntime } from './runtime/conmon.js';
 import { EventBus } from './events/events.js';
@@ -30,6 +31,7 @@ export class Engine {
   readonly images: ImageStore;
   readonly runtime: ConmonRuntime;
   readonly containers: ContainerService;
+  readonly execs: ExecService;
   readonly events = new EventBus();
   readonly startedAt = Date.now();
   readonly id: string;
@@ -58,6 +60,7 @@ export class Engine {
       cgroupParent: config.cgroupParent,
     });
     this.images.usage = (id) => this.containers.imageUsage(id);
+    this.execs = new ExecService(this.containers, this.runtime);
   }
 
   /** Creates the data root and recovers whatever a crash left behind. */

@@ -27,12 +27,9 @@ export function imageRoutes(router: Router, engine: Engine): void {
   });
 
   router.add('POST', '/images/load', async (ctx) => {
-    const { loaded } = await loadImages(deps, ctx.req);
+    const { messages } = await loadImages(deps, ctx.req);
     const stream = new JsonStream(ctx.res);
-    for (const name of loaded) {
-      const msg = name.startsWith('sha256:') ? `Loaded image ID: ${name}\n` : `Loaded image: ${name}\n`;
-      stream.send({ stream: msg });
-    }
+    for (const msg of messages) stream.send({ stream: `${msg}\n` });
     stream.end();
   });
 

@@ -16,6 +16,7 @@ import {
   standardHeaders,
 } from './http.js';
 import { containerRoutes, handleAttachUpgrade } from './containers.js';
+import { execRoutes, handleExecUpgrade } from './exec.js';
 import { imageRoutes } from './images.js';
 import { systemRoutes } from './system.js';
 
@@ -29,6 +30,7 @@ export function buildRouter(engine: Engine): Router {
   systemRoutes(router, engine);
   imageRoutes(router, engine);
   containerRoutes(router, engine);
+  execRoutes(router, engine);
   return router;
 }
 
@@ -55,6 +57,11 @@ function handleUpgrade(engine: Engine, req: http.IncomingMessage, socket: Duplex
     const attach = /^\/containers\/([^/]+)\/attach\/?$/.exec(p);
     if (req.method === 'POST' && attach) {
       handleAttachUpgrade(engine, decodeURIComponent(attach[1]), url.searchParams, socket, head);
+      return;
+    }
+    const exec = /^\/exec\/([^/]+)\/start\/?$/.exec(p);
+    if (req.method === 'POST' && exec) {
+      handleExecUpgrade(engine, decodeURIComponent(exec[1]), req.headers, socket, head);
       return;
     }
     rawError(socket, 404, 'page not found');

@@ -359,6 +359,82 @@ export function containerCommands(program: Command, ctx: CliContext): void {
     }
 
     parent
+      .command('exec')
+      .description('Execute a command in a running container')
+      .argument('<container>')
+      .argument('<command...>')
+      .option('-d, --detach', 'detached mode: run command in the background')
+      .option('-i, --interactive', 'keep STDIN open even if not attached')
+      .option('-t, --tty', 'allocate a pseudo-TTY')
+      .option('-e, --env <env>', 'set environment variables', collect, [])
+      .option('-u, --user <user>', 'username or UID (format: <name|uid>[:<group|gid>])')
+      .option('-w, --workdir <dir>', 'working directory inside the container')
+      .option('--privileged', 'give extended privileges to the command')
+      .option('--detach-keys <keys>', 'override the key sequence for detaching')
+      .passThroughOptions()
+      .action(
+        async (
+          ref: string,
+          cmd: string[],
+          o: {
+            detach?: boolean;
+            interactive?: boolean;
+            tty?: boolean;
+            env: string[];
+            user?: string;
+            workdir?: string;
+            privileged?: boolean;
+            detachKeys?: string;
+          },
+        ) => {
+          const client = await connect(ctx);
+          const { Id } = await client.createExec(ref, {
+            AttachStdin: !!o.interactive && !o.detach,
+            AttachStdout: !o.detach,
+            AttachStderr: !o.detach,
+            Tty: !!o.tty,
+            Cmd: cmd,
+            Env: o.env,
+            User: o.user ?? '',
+            WorkingDir: o.workdir ?? '',
+            Privileged: !!o.privileged,
+            DetachKeys: o.detachKeys ?? '',
+          });
+          if (o.detach) {
+            await client.startExecDetached(Id, !!o.tty);
+            return;
+          }
+          const sock = await client.hijack(`/exec/${Id}/start`, undefined, { Detach: false, Tty: !!o.tty });
+          const done = o.tty ? copyRaw(sock, process.stdout) : demux(sock, process.stdout, process.stderr);
+          let restore = () => {};
+          if (o.interactive) {
+            if (o.tty && process.stdin.isTTY) {
+              process.stdin.setRawMode(true);
+              restore = () => process.stdin.setRawMode(false);
+            }
+            process.stdin.on('data', (d: Buffer) => sock.write(d));
+            process.stdin.on('end', () => {
+              if (!o.tty) sock.end();
+            });
+          } else sock.end();
+          if (o.tty) {
+            const resize = () => {
+              const size = terminalSize();
+              if (size) client.resizeExec(Id, size.rows, size.cols).catch(() => undefined);
+            };
+            resize();
+            process.stdout.on('resize', resize);
+          }
+          await done.finally(() => {
+            restore();
+            process.stdin.pause();
+          });
+          const info = await client.inspectExec(Id);
+          if (info.ExitCode) throw new ExitError(info.ExitCode);
+        },
+      );
+
+    parent
       .command('rename')
       .description('Rename a container')
       .argument('<container>')

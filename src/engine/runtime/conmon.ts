@@ -223,6 +223,91 @@ export class ConmonRuntime {
     return { promise, cancel };
   }
 
+  /**
+   * Runs a process in a running container under its own conmon (conmon.md §7): start pipe, then
+   * the attach pipe's ready message, then the attach socket, then a second start byte.
+   */
+  async exec(
+    id: string,
+    execDir: string,
+    processSpec: unknown,
+    opts: { terminal: boolean; stdin: boolean },
+  ): Promise<{ pid: number; exitCode: Promise<number>; attach: AttachConnection }> {
+    await fsp.mkdir(path.join(execDir, 'exits'), { recursive: true });
+    await writeFileAtomic(path.join(execDir, 'process.json'), JSON.stringify(processSpec));
+    const args = [
+      '--api-version',
+      '1',
+      '-c',
+      id,
+      '-u',
+      path.basename(execDir),
+      '-n',
+      id,
+      '-r',
+      this.runc,
+      '-b',
+      execDir,
+      '-p',
+      path.join(execDir, 'pidfile'),
+      '-P',
+      path.join(execDir, 'conmon.pid'),
+      '-l',
+      'none',
+      '--exit-dir',
+      path.join(execDir, 'exits'),
+      '--full-attach',
+      '--runtime-arg',
+      '--root',
+      '--runtime-arg',
+      this.paths.runcRoot,
+      '--exec',
+      '--exec-process-spec',
+      path.join(execDir, 'process.json'),
+      '--exec-attach',
+    ];
+    if (opts.terminal) args.push('-t');
+    else if (opts.stdin) args.push('-i');
+    const child = spawn(this.conmon, args, {
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+      env: { ...process.env, _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4', _OCI_ATTACHPIPE: '5' },
+      detached: true,
+      cwd: execDir,
+    });
+    child.stdout!.resume();
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const pipes = child.stdio as unknown[];
+    const sync = pipes[3] as NodeJS.ReadableStream;
+    const start = pipes[4] as NodeJS.WritableStream;
+    const attachPipe = pipes[5] as NodeJS.ReadableStream & { destroy(): void };
+    const syncLines = jsonLines(sync);
+    start.write(Buffer.from([0]));
+    const ready = await jsonLines(attachPipe).next();
+    attachPipe.destroy();
+    if (ready.done || (ready.value as { data?: number }).data !== 0)
+      throw new RuntimeError(
+        `conmon exec failed to open its attach socket${stderr ? `: ${stderr.trim()}` : ''}`,
+      );
+    const attach = await this.attach(execDir);
+    start.write(Buffer.from([0]));
+    const first = await syncLines.next();
+    const pidMsg = first.value as { data?: number; message?: string } | undefined;
+    if (first.done || typeof pidMsg?.data !== 'number' || pidMsg.data < 0) {
+      attach.close();
+      throw new RuntimeError(cleanRuncMessage(pidMsg?.message ?? 'exec failed'));
+    }
+    const exitCode = (async () => {
+      const next = await syncLines.next();
+      const code = (next.value as { data?: number } | undefined)?.data;
+      if (typeof code === 'number') return code;
+      const fromFile = this.exitCode(id, execDir);
+      return fromFile ?? -1;
+    })();
+    child.unref();
+    return { pid: pidMsg.data, exitCode, attach };
+  }
+
   /** Connects to conmon's attach socket (through /proc/self/fd: bundle paths can exceed 108 bytes). */
   async attach(bundle: string): Promise<AttachConnection> {
     const fd = openSync(bundle, constants.O_RDONLY | constants.O_DIRECTORY);
@@ -256,6 +341,26 @@ function writeFifo(file: string, data: string): void {
     writeSync(fd, data);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Parses a stream of newline-terminated JSON messages (conmon's sync and attach pipes). */
+async function* jsonLines(stream: NodeJS.ReadableStream): AsyncGenerator<unknown> {
+  let buf = '';
+  for await (const chunk of stream) {
+    buf += (chunk as Buffer).toString();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) {
+        try {
+          yield JSON.parse(line) as unknown;
+        } catch {
+          // not JSON: ignore
+        }
+      }
+    }
   }
 }
 
