@@ -189,13 +189,29 @@ async function main(): Promise<void> {
       runs: Math.max(20, 20 * runsScale),
     },
   ];
-  const busybox = path.resolve(ROOT, '..', 'shared', 'fixtures', 'images', 'busybox-1.38.0-musl-docker-archive.tar');
+  const busybox = path.resolve(
+    ROOT,
+    '..',
+    'shared',
+    'fixtures',
+    'images',
+    'busybox-1.38.0-musl-docker-archive.tar',
+  );
   if (existsSync(busybox) && existsSync(DOCKER_CLI))
     workloads.push({
       name: 'docker run --rm --network none busybox true',
       setup: (d) => load(d, busybox),
       once: async (d) => {
-        const r = spawnSync(DOCKER_CLI, ['-H', `unix://${d.socket}`, 'run', '--rm', '--network', 'none', 'busybox:1.38.0-musl', 'true']);
+        const r = spawnSync(DOCKER_CLI, [
+          '-H',
+          `unix://${d.socket}`,
+          'run',
+          '--rm',
+          '--network',
+          'none',
+          'busybox:1.38.0-musl',
+          'true',
+        ]);
         if (r.status !== 0) throw new Error(`${d.name}: run failed: ${r.stderr}`);
       },
       runs: Math.max(10, 10 * runsScale),

@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { BERTH, BERTHD, DOCKER_CLI, docker, request, run, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import {
+  BERTH,
+  BERTHD,
+  DOCKER_CLI,
+  docker,
+  request,
+  run,
+  startDaemon,
+  type TestDaemon,
+} from '../helpers/daemon.js';
 
 let d: TestDaemon;
 before(async () => {
@@ -97,12 +106,30 @@ test('SIGTERM shuts the daemon down cleanly and removes its socket', async () =>
 });
 
 test('TCP: loopback is served, other addresses are refused without TLS', async () => {
-  const refused = await run(process.execPath, [BERTHD, '--data-root', `${d.dir}/tcp-data`, '--exec-root', `${d.dir}/tcp-run`, '--config-file', `${d.dir}/daemon.json`, '-H', 'tcp://0.0.0.0:23990'], { timeoutMs: 20_000 });
+  const refused = await run(
+    process.execPath,
+    [
+      BERTHD,
+      '--data-root',
+      `${d.dir}/tcp-data`,
+      '--exec-root',
+      `${d.dir}/tcp-run`,
+      '--config-file',
+      `${d.dir}/daemon.json`,
+      '-H',
+      'tcp://0.0.0.0:23990',
+    ],
+    { timeoutMs: 20_000 },
+  );
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /refusing to listen on tcp:\/\/0\.0\.0\.0:23990 without TLS/);
   const d2 = await startDaemon(['-H', 'tcp://127.0.0.1:23991']);
   try {
-    const v = await run(process.execPath, [BERTH, '-H', 'tcp://127.0.0.1:23991', 'version', '--format', '{{.Server.ApiVersion}}'], { env: { BERTH_HOST: '', DOCKER_HOST: '' } });
+    const v = await run(
+      process.execPath,
+      [BERTH, '-H', 'tcp://127.0.0.1:23991', 'version', '--format', '{{.Server.ApiVersion}}'],
+      { env: { BERTH_HOST: '', DOCKER_HOST: '' } },
+    );
     assert.equal(v.code, 0, v.stderr);
     assert.equal(v.stdout.trim(), '1.41');
   } finally {
