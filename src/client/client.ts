@@ -248,6 +248,12 @@ export class Client {
   logs(id: string, query: Record<string, string | number | boolean | undefined>): Promise<RawResponse> {
     return this.stream({ method: 'GET', path: `/containers/${id}/logs`, query });
   }
+  topContainer(id: string, psArgs?: string): Promise<{ Titles: string[]; Processes: string[][] }> {
+    return this.json({ method: 'GET', path: `/containers/${id}/top`, query: { ps_args: psArgs } });
+  }
+  statsOnce(id: string): Promise<Record<string, unknown>> {
+    return this.json({ method: 'GET', path: `/containers/${id}/stats`, query: { stream: 0 } });
+  }
   createExec(container: string, body: Record<string, unknown>): Promise<{ Id: string }> {
     return this.json({ method: 'POST', path: `/containers/${container}/exec`, body });
   }

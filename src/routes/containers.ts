@@ -3,7 +3,10 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { invalidArgument } from '../common/errors.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { conflict, invalidArgument } from '../common/errors.js';
+import { cgroupPids, sampleCgroup } from '../engine/runtime/cgroups.js';
 import { familiarString, parseReference } from '../common/reference.js';
 import type { ContainerRecord } from '../engine/containers/containers.js';
 import { labelMatch, type WaitCondition } from '../engine/containers/service.js';
@@ -22,6 +25,8 @@ import {
   sendJson,
 } from './http.js';
 import { DetachWatcher, frame, parseDetachKeys } from './streams.js';
+
+const execFileAsync = promisify(execFile);
 
 export function containerRoutes(router: Router, engine: Engine): void {
   const svc = engine.containers;
@@ -158,6 +163,76 @@ export function containerRoutes(router: Router, engine: Engine): void {
       closed,
     );
     res.end();
+  });
+
+  router.add('GET', '/containers/{id}/stats', async (ctx) => {
+    const rec = svc.get(ctx.params.id);
+    const stream = queryBool(ctx.query, 'stream', true) && !queryBool(ctx.query, 'one-shot');
+    const sample = () => {
+      const running = svc.get(rec.id).state.Running;
+      const s = running ? sampleCgroup(svc.cgroupOf(rec.id)) : undefined;
+      return { read: new Date().toISOString(), s };
+    };
+    const shape = (cur: ReturnType<typeof sample>, prev: ReturnType<typeof sample> | undefined) => ({
+      read: cur.read,
+      preread: prev?.read ?? '0001-01-01T00:00:00Z',
+      pids_stats: cur.s?.pids_stats ?? {},
+      blkio_stats: cur.s?.blkio_stats ?? { io_service_bytes_recursive: null },
+      num_procs: 0,
+      storage_stats: {},
+      cpu_stats: cur.s?.cpu_stats ?? { cpu_usage: { total_usage: 0 }, throttling_data: {} },
+      precpu_stats: prev?.s?.cpu_stats ?? { cpu_usage: { total_usage: 0 }, throttling_data: {} },
+      memory_stats: cur.s?.memory_stats ?? {},
+      name: `/${rec.name}`,
+      id: rec.id,
+    });
+    if (!stream) {
+      // Like Docker: a second sample a moment later, so the CPU percentage has a delta.
+      const first = sample();
+      const oneShot = queryBool(ctx.query, 'one-shot');
+      if (!oneShot) await new Promise((r) => setTimeout(r, 500));
+      const second = oneShot ? first : sample();
+      sendJson(ctx.res, 200, shape(second, oneShot ? undefined : first));
+      return;
+    }
+    ctx.res.writeHead(200, { 'Content-Type': 'application/json' });
+    let prev: ReturnType<typeof sample> | undefined;
+    let open = true;
+    ctx.res.on('close', () => (open = false));
+    while (open) {
+      const cur = sample();
+      ctx.res.write(JSON.stringify(shape(cur, prev)) + '\n');
+      prev = cur;
+      if (!cur.s) break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    ctx.res.end();
+  });
+
+  router.add('GET', '/containers/{id}/top', async (ctx) => {
+    const rec = svc.get(ctx.params.id);
+    if (!rec.state.Running) throw conflict(`Container ${rec.id} is not running`);
+    const psArgs = ctx.query.get('ps_args') || '-ef';
+    const pids = new Set(cgroupPids(svc.cgroupOf(rec.id)));
+    let out: string;
+    try {
+      out = (await execFileAsync('ps', psArgs.split(/\s+/).filter(Boolean), { maxBuffer: 16 * 1024 * 1024 }))
+        .stdout;
+    } catch (err) {
+      throw invalidArgument(`Error running ps: ${(err as Error).message}`);
+    }
+    const lines = out.split('\n').filter(Boolean);
+    const titles = lines[0].trim().split(/\s+/);
+    const pidCol = titles.indexOf('PID');
+    if (pidCol < 0) throw invalidArgument(`Couldn't find PID field in ps output`);
+    const processes = lines
+      .slice(1)
+      .map((l) => {
+        const fields = l.trim().split(/\s+/);
+        return [...fields.slice(0, titles.length - 1), fields.slice(titles.length - 1).join(' ')];
+      })
+      .filter((f) => pids.has(Number(f[pidCol])));
+    sendJson(ctx.res, 200, { Titles: titles, Processes: processes });
   });
 
   router.add('POST', '/containers/{id}/attach', (ctx) => {

@@ -132,3 +132,41 @@ test(
     }
   },
 );
+
+test('stats and top: from the cgroup, through berth and the real docker CLI', async () => {
+  const run = await berth(d, [
+    'run',
+    '-d',
+    '--name',
+    'busy',
+    '-m',
+    '64m',
+    BB,
+    'sh',
+    '-c',
+    'while true; do :; done',
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  const s = await berth(d, [
+    'stats',
+    '--no-stream',
+    '--format',
+    '{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}',
+    'busy',
+  ]);
+  assert.equal(s.code, 0, s.stderr);
+  const m = /^busy (\d+\.\d\d)% \S+ \/ 64MiB 1\n$/.exec(s.stdout);
+  assert.ok(m, s.stdout);
+  assert.ok(Number(m[1]) > 10, `a busy loop uses CPU: ${m[1]}%`);
+  const top = await berth(d, ['top', 'busy']);
+  assert.match(top.stdout, /^UID\s+PID\s+PPID/);
+  assert.match(top.stdout, /sh -c while true; do :; done/);
+  if (existsSync(DOCKER_CLI)) {
+    const ds = await docker(d, ['stats', '--no-stream', 'busy']);
+    assert.equal(ds.code, 0, ds.stderr);
+    assert.match(ds.stdout, /busy\s+\d+\.\d\d%\s+\S+ \/ 64MiB/);
+    const dt = await docker(d, ['top', 'busy']);
+    assert.match(dt.stdout, /while true/);
+  }
+  assert.equal((await berth(d, ['rm', '-f', 'busy'])).code, 0);
+});

@@ -5,7 +5,8 @@ import { describeError, ExitError } from '../errors.js';
 import { type Column, printInspect, printRows } from '../output.js';
 import { createBody, type RunFlags } from '../runflags.js';
 import { copyRaw, demux, terminalSize } from '../stdio.js';
-import { truncateId } from '../table.js';
+import { binarySize } from '../../common/units.js';
+import { formatTable, humanSize, truncateId } from '../table.js';
 import { goTime, parseFilterFlags, pullWithProgress, since } from './images.js';
 
 function collect(v: string, prev: string[]): string[] {
@@ -435,6 +436,46 @@ export function containerCommands(program: Command, ctx: CliContext): void {
       );
 
     parent
+      .command('top')
+      .description('Display the running processes of a container')
+      .argument('<container>')
+      .argument('[ps-options...]')
+      .action(async (ref: string, psArgs: string[]) => {
+        const client = await connect(ctx);
+        const t = await client.topContainer(ref, psArgs.join(' ') || undefined);
+        process.stdout.write(formatTable([t.Titles, ...t.Processes]));
+      });
+
+    parent
+      .command('stats')
+      .description('Display a live stream of container(s) resource usage statistics')
+      .argument('[container...]')
+      .option('-a, --all', 'show all containers (default shows just running)')
+      .option('--no-stream', 'disable streaming stats and only pull the first result')
+      .option('--format <format>', 'format output using a custom template')
+      .option('--no-trunc', "don't truncate output")
+      .action(async (refs: string[], o: { all?: boolean; format?: string; trunc: boolean }) => {
+        const client = await connect(ctx);
+        const ids = refs.length ? refs : (await client.listContainers({ all: o.all })).map((c) => c.Id);
+        const rows = await Promise.all(ids.map(async (id) => statsRow(await client.statsOnce(id), o.trunc)));
+        printRows(
+          rows,
+          [
+            { header: 'CONTAINER ID', field: 'ID', value: (r) => r.ID },
+            { header: 'NAME', field: 'Name', value: (r) => r.Name },
+            { header: 'CPU %', field: 'CPUPerc', value: (r) => r.CPUPerc },
+            { header: 'MEM USAGE / LIMIT', field: 'MemUsage', value: (r) => r.MemUsage },
+            { header: 'MEM %', field: 'MemPerc', value: (r) => r.MemPerc },
+            { header: 'NET I/O', field: 'NetIO', value: (r) => r.NetIO },
+            { header: 'BLOCK I/O', field: 'BlockIO', value: (r) => r.BlockIO },
+            { header: 'PIDS', field: 'PIDs', value: (r) => r.PIDs },
+          ],
+          o.format,
+          (r) => r,
+        );
+      });
+
+    parent
       .command('rename')
       .description('Rename a container')
       .argument('<container>')
@@ -568,6 +609,42 @@ export function containerCommands(program: Command, ctx: CliContext): void {
         process.stdout.write(`Deleted Containers:\n${r.ContainersDeleted.join('\n')}\n\n`);
       process.stdout.write(`Total reclaimed space: 0B\n`);
     });
+}
+
+interface StatsJson {
+  id?: string;
+  name?: string;
+  cpu_stats?: { cpu_usage?: { total_usage?: number }; system_cpu_usage?: number; online_cpus?: number };
+  precpu_stats?: { cpu_usage?: { total_usage?: number }; system_cpu_usage?: number };
+  memory_stats?: { usage?: number; limit?: number; stats?: Record<string, number> };
+  pids_stats?: { current?: number };
+  blkio_stats?: { io_service_bytes_recursive?: { op: string; value: number }[] | null };
+}
+
+/** The docker CLI's arithmetic: CPU delta over system delta times CPUs; memory without page cache. */
+function statsRow(raw: Record<string, unknown>, trunc: boolean): Record<string, string> {
+  const s = raw as StatsJson;
+  const cpuDelta = (s.cpu_stats?.cpu_usage?.total_usage ?? 0) - (s.precpu_stats?.cpu_usage?.total_usage ?? 0);
+  const sysDelta = (s.cpu_stats?.system_cpu_usage ?? 0) - (s.precpu_stats?.system_cpu_usage ?? 0);
+  const cpu =
+    sysDelta > 0 && cpuDelta > 0 ? (cpuDelta / sysDelta) * (s.cpu_stats?.online_cpus ?? 1) * 100 : 0;
+  const m = s.memory_stats ?? {};
+  const cache = m.stats?.total_inactive_file ?? m.stats?.inactive_file ?? 0;
+  const used = Math.max(0, (m.usage ?? 0) - cache);
+  const limit = m.limit ?? 0;
+  const io = s.blkio_stats?.io_service_bytes_recursive ?? [];
+  const rd = io.filter((x) => x.op === 'read').reduce((a, b) => a + b.value, 0);
+  const wr = io.filter((x) => x.op === 'write').reduce((a, b) => a + b.value, 0);
+  return {
+    ID: trunc ? truncateId(s.id ?? '') : (s.id ?? ''),
+    Name: (s.name ?? '').replace(/^\//, ''),
+    CPUPerc: `${cpu.toFixed(2)}%`,
+    MemUsage: `${binarySize(used)} / ${binarySize(limit)}`,
+    MemPerc: `${limit ? ((used / limit) * 100).toFixed(2) : '0.00'}%`,
+    NetIO: '0B / 0B',
+    BlockIO: `${humanSize(rd)} / ${humanSize(wr)}`,
+    PIDs: String(s.pids_stats?.current ?? 0),
+  };
 }
 
 /** `10m`, `1h30m` relative to now, else passed through (RFC 3339 or unix seconds). */

@@ -114,6 +114,10 @@ export class ContainerService {
   bundle(id: string): string {
     return path.join(this.bundlesDir, id);
   }
+  /** The container's cgroup, relative to each hierarchy's root. */
+  cgroupOf(id: string): string {
+    return `${this.d.cgroupParent}/${id}`;
+  }
   logPath(id: string): string {
     return path.join(this.dir(id), 'container.log');
   }
