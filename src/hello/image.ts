@@ -52,6 +52,28 @@ export function singleFileTar(name: string, data: Buffer, mode: number): Buffer 
   return Buffer.concat([h, data, Buffer.alloc(pad), Buffer.alloc(1024)]);
 }
 
+/** An OCI image manifest for one config and one uncompressed layer, in a fixed key order. */
+export function singleLayerManifest(config: Buffer, layer: Buffer): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: sha256Digest(config),
+        size: config.length,
+      },
+      layers: [
+        {
+          mediaType: 'application/vnd.oci.image.layer.v1.tar',
+          digest: sha256Digest(layer),
+          size: layer.length,
+        },
+      ],
+    }),
+  );
+}
+
 export function buildHelloWorld(): GeneratedImage {
   const program = buildX86_64Executable(Buffer.from(GREETING, 'utf8'));
   const layer = singleFileTar('hello', program, 0o755);
@@ -74,20 +96,7 @@ export function buildHelloWorld(): GeneratedImage {
     }),
   );
   const configDigest = sha256Digest(config);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: {
-        mediaType: 'application/vnd.oci.image.config.v1+json',
-        digest: configDigest,
-        size: config.length,
-      },
-      layers: [
-        { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: layer.length },
-      ],
-    }),
-  );
+  const manifest = singleLayerManifest(config, layer);
   const manifestDigest = sha256Digest(manifest);
   const platform = { architecture: 'amd64', os: 'linux' };
   const index = Buffer.from(

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import tar from 'tar-stream';
 import { type Digest, sha256Digest } from '../common/digest.js';
 import { RegistryClient } from '../distribution/registry.js';
-import { buildHelloWorld } from '../hello/image.js';
+import { buildHelloWorld, singleLayerManifest } from '../hello/image.js';
 
 export interface SeedImage {
   repo: string;
@@ -114,20 +114,7 @@ export async function busyboxSeed(binary = '/bin/busybox'): Promise<SeedImage> {
     }),
   );
   const configDigest = sha256Digest(config);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: {
-        mediaType: 'application/vnd.oci.image.config.v1+json',
-        digest: configDigest,
-        size: config.length,
-      },
-      layers: [
-        { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: layer.length },
-      ],
-    }),
-  );
+  const manifest = singleLayerManifest(config, layer);
   return {
     repo: 'library/busybox',
     tag: 'latest',

@@ -46,23 +46,15 @@ export class ConmonRuntime {
     return ['--root', this.paths.runcRoot, ...args];
   }
 
-  /** Creates the container (not started). Returns the container's and conmon's pids. */
-  async create(
-    id: string,
-    bundle: string,
-    spec: OciSpec,
-    opts: CreateOptions,
-  ): Promise<{ pid: number; conmonPid: number }> {
-    await fsp.mkdir(path.join(bundle, 'exits'), { recursive: true });
-    await fsp.rm(path.join(bundle, 'exits', id), { force: true });
-    await writeFileAtomic(path.join(bundle, 'config.json'), JSON.stringify(spec));
-    const args = [
+  /** conmon's arguments shared by containers and execs; each gets its own bundle (pid files, exits, attach). */
+  private baseArgs(id: string, uuid: string, bundle: string, log: string): string[] {
+    return [
       '--api-version',
       '1',
       '-c',
       id,
       '-u',
-      id,
+      uuid,
       '-n',
       id,
       '-r',
@@ -74,7 +66,7 @@ export class ConmonRuntime {
       '-P',
       path.join(bundle, 'conmon.pid'),
       '-l',
-      `k8s-file:${opts.logPath}`,
+      log,
       '--exit-dir',
       path.join(bundle, 'exits'),
       '--full-attach',
@@ -83,6 +75,19 @@ export class ConmonRuntime {
       '--runtime-arg',
       this.paths.runcRoot,
     ];
+  }
+
+  /** Creates the container (not started). Returns the container's and conmon's pids. */
+  async create(
+    id: string,
+    bundle: string,
+    spec: OciSpec,
+    opts: CreateOptions,
+  ): Promise<{ pid: number; conmonPid: number }> {
+    await fsp.mkdir(path.join(bundle, 'exits'), { recursive: true });
+    await fsp.rm(path.join(bundle, 'exits', id), { force: true });
+    await writeFileAtomic(path.join(bundle, 'config.json'), JSON.stringify(spec));
+    const args = this.baseArgs(id, id, bundle, `k8s-file:${opts.logPath}`);
     if (opts.terminal) args.push('-t');
     else if (opts.stdin) {
       args.push('-i');
@@ -236,31 +241,7 @@ export class ConmonRuntime {
     await fsp.mkdir(path.join(execDir, 'exits'), { recursive: true });
     await writeFileAtomic(path.join(execDir, 'process.json'), JSON.stringify(processSpec));
     const args = [
-      '--api-version',
-      '1',
-      '-c',
-      id,
-      '-u',
-      path.basename(execDir),
-      '-n',
-      id,
-      '-r',
-      this.runc,
-      '-b',
-      execDir,
-      '-p',
-      path.join(execDir, 'pidfile'),
-      '-P',
-      path.join(execDir, 'conmon.pid'),
-      '-l',
-      'none',
-      '--exit-dir',
-      path.join(execDir, 'exits'),
-      '--full-attach',
-      '--runtime-arg',
-      '--root',
-      '--runtime-arg',
-      this.paths.runcRoot,
+      ...this.baseArgs(id, path.basename(execDir), execDir, 'none'),
       '--exec',
       '--exec-process-spec',
       path.join(execDir, 'process.json'),
