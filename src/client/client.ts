@@ -311,6 +311,21 @@ export class Client {
     });
   }
 
+  // --- events ---
+  events(
+    opts: { since?: string; until?: string; filters?: Record<string, string[]> },
+    onEvent: (m: JsonMessage) => void,
+  ): Promise<void> {
+    return this.jsonStream(
+      {
+        method: 'GET',
+        path: '/events',
+        query: { since: opts.since, until: opts.until, filters: filtersParam(opts.filters) },
+      },
+      onEvent,
+    );
+  }
+
   // --- images ---
   listImages(
     opts: { all?: boolean; digests?: boolean; filters?: Record<string, string[]> } = {},

@@ -23,6 +23,7 @@ import {
   type Router,
   sendEmpty,
   sendJson,
+  timeParam,
 } from './http.js';
 import { DetachWatcher, frame, parseDetachKeys } from './streams.js';
 
@@ -322,15 +323,6 @@ function attachStream(
   });
   void req;
   if (!handle) finish();
-}
-
-function timeParam(v: string | null): number | undefined {
-  if (!v) return undefined;
-  const n = Number(v);
-  if (Number.isFinite(n)) return n;
-  const t = Date.parse(v);
-  if (Number.isNaN(t)) throw invalidArgument(`invalid time value: ${v}`);
-  return t / 1000;
 }
 
 function matches(r: ContainerRecord, f: Record<string, string[]>, engine: Engine): boolean {

@@ -206,3 +206,13 @@ export class JsonStream {
     this.res.end();
   }
 }
+
+/** `since`/`until` query values: unix seconds (fractional) or RFC 3339. */
+export function timeParam(v: string | null): number | undefined {
+  if (!v) return undefined;
+  const n = Number(v);
+  if (Number.isFinite(n)) return n;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw invalidArgument(`invalid time value: ${v}`);
+  return t / 1000;
+}

@@ -1,7 +1,17 @@
 import { accessSync } from 'node:fs';
 import * as os from 'node:os';
 import type { Engine } from '../engine/engine.js';
-import { API_VERSION, type Ctx, MIN_API_VERSION, type Router, sendJson } from './http.js';
+import type { EngineEvent } from '../engine/events/events.js';
+import {
+  API_VERSION,
+  checkFilterKeys,
+  type Ctx,
+  MIN_API_VERSION,
+  parseFilters,
+  type Router,
+  sendJson,
+  timeParam,
+} from './http.js';
 
 export const BERTH_VERSION = '0.1.0';
 
@@ -24,21 +34,35 @@ export function systemRoutes(router: Router, engine: Engine): void {
   router.add('GET', '/info', (ctx) => sendJson(ctx.res, 200, infoBody(engine)));
 
   router.add('GET', '/events', async (ctx) => {
-    const since = ctx.query.get('since');
-    const until = ctx.query.get('until');
+    const f = parseFilters(ctx.query);
+    checkFilterKeys(f, [
+      'container',
+      'event',
+      'image',
+      'label',
+      'type',
+      'daemon',
+      'network',
+      'volume',
+      'scope',
+    ]);
+    const sinceSec = timeParam(ctx.query.get('since'));
+    const untilSec = timeParam(ctx.query.get('until'));
+    const keep = (ev: EngineEvent) => eventMatches(ev, f, engine);
     const res = ctx.res;
     res.writeHead(200, { 'Content-Type': 'application/json' });
     res.flushHeaders();
-    const sinceSec = since ? Number(since) : undefined;
-    const untilSec = until ? Number(until) : undefined;
     if (sinceSec !== undefined)
-      for (const ev of engine.events.history(sinceSec, untilSec)) res.write(JSON.stringify(ev) + '\n');
+      for (const ev of engine.events.history(sinceSec, untilSec))
+        if (keep(ev)) res.write(JSON.stringify(ev) + '\n');
     if (untilSec !== undefined && untilSec * 1000 <= Date.now()) {
       res.end();
       return;
     }
     await new Promise<void>((resolve) => {
-      const off = engine.events.subscribe((ev) => res.write(JSON.stringify(ev) + '\n'));
+      const off = engine.events.subscribe((ev) => {
+        if (keep(ev)) res.write(JSON.stringify(ev) + '\n');
+      });
       const timer =
         untilSec !== undefined
           ? setTimeout(() => res.end(), Math.max(0, untilSec * 1000 - Date.now()))
@@ -186,4 +210,39 @@ function cgroupVersion(): string {
     cachedCgroupVersion = '1';
   }
   return cachedCgroupVersion;
+}
+
+/** Docker's event filters: values of one key are alternatives, different keys must all match. */
+function eventMatches(ev: EngineEvent, f: Record<string, string[]>, engine: Engine): boolean {
+  const a = ev.Actor.Attributes;
+  if (f.type && !f.type.includes(ev.Type)) return false;
+  if (f.event && !f.event.some((e) => e === ev.Action || ev.Action.startsWith(`${e}:`))) return false;
+  if (f.container) {
+    if (ev.Type !== 'container') return false;
+    if (!f.container.some((c) => ev.Actor.ID.startsWith(c) || a.name === c)) return false;
+  }
+  if (f.image) {
+    const ids = f.image.map((i) => engine.images.tryResolve(i)?.record.id);
+    if (
+      !f.image.some(
+        (i, k) =>
+          a.image === i ||
+          a.name === i ||
+          ev.Actor.ID === ids[k] ||
+          (ev.Type === 'container' &&
+            ids[k] !== undefined &&
+            engine.containers.tryGet(ev.Actor.ID)?.imageId === ids[k]),
+      )
+    )
+      return false;
+  }
+  if (
+    f.label &&
+    !f.label.every((l) => {
+      const eq = l.indexOf('=');
+      return eq < 0 ? l in a : a[l.slice(0, eq)] === l.slice(eq + 1);
+    })
+  )
+    return false;
+  return true;
 }

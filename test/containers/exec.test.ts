@@ -170,3 +170,53 @@ test('stats and top: from the cgroup, through berth and the real docker CLI', as
   }
   assert.equal((await berth(d, ['rm', '-f', 'busy'])).code, 0);
 });
+
+test('events: history with --since/--until and filters, through berth and the docker CLI', async () => {
+  const t0 = (Date.now() / 1000 - 1).toFixed(3);
+  assert.equal((await berth(d, ['run', '--rm', '--name', 'evt', '-l', 'k=v', BB, 'true'])).code, 0);
+  const until = (Date.now() / 1000 + 0.5).toFixed(3);
+  const all = await berth(d, [
+    'events',
+    '--since',
+    t0,
+    '--until',
+    until,
+    '--filter',
+    'container=evt',
+    '--format',
+    '{{.Action}}',
+  ]);
+  assert.equal(all.code, 0, all.stderr);
+  const actions = all.stdout.trim().split('\n');
+  for (const a of ['create', 'start', 'die', 'destroy']) assert.ok(actions.includes(a), `${a} in ${actions}`);
+  const die = await berth(d, [
+    'events',
+    '--since',
+    t0,
+    '--until',
+    until,
+    '--filter',
+    'event=die',
+    '--filter',
+    'label=k=v',
+  ]);
+  assert.match(die.stdout, /container die [0-9a-f]{64} \(.*exitCode=0.*name=evt/);
+  const bad = await request(d, 'GET', `/events?filters=${encodeURIComponent('{"nope":["x"]}')}`);
+  assert.equal(bad.status, 400);
+  if (existsSync(DOCKER_CLI)) {
+    const de = await docker(d, [
+      'events',
+      '--since',
+      t0,
+      '--until',
+      until,
+      '--filter',
+      'container=evt',
+      '--format',
+      '{{.Status}}',
+    ]);
+    assert.equal(de.code, 0, de.stderr);
+    assert.match(de.stdout, /^create$/m);
+    assert.match(de.stdout, /^destroy$/m);
+  }
+});

@@ -8,6 +8,7 @@ import { copyRaw, demux, terminalSize } from '../stdio.js';
 import { binarySize } from '../../common/units.js';
 import { formatTable, humanSize, truncateId } from '../table.js';
 import { goTime, parseFilterFlags, pullWithProgress, since } from './images.js';
+import { relativeTime } from './system.js';
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -294,8 +295,8 @@ export function containerCommands(program: Command, ctx: CliContext): void {
             stderr: 1,
             follow: o.follow ? 1 : undefined,
             tail: o.tail,
-            since: o.since ? timeArg(o.since) : undefined,
-            until: o.until ? timeArg(o.until) : undefined,
+            since: o.since ? relativeTime(o.since) : undefined,
+            until: o.until ? relativeTime(o.until) : undefined,
             timestamps: o.timestamps ? 1 : undefined,
           });
           if (info.Config.Tty) await copyRaw(res.stream, process.stdout);
@@ -645,14 +646,6 @@ function statsRow(raw: Record<string, unknown>, trunc: boolean): Record<string, 
     BlockIO: `${humanSize(rd)} / ${humanSize(wr)}`,
     PIDs: String(s.pids_stats?.current ?? 0),
   };
-}
-
-/** `10m`, `1h30m` relative to now, else passed through (RFC 3339 or unix seconds). */
-function timeArg(s: string): string {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(s);
-  if (!m) return s;
-  const mult = { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-  return String(Date.now() / 1000 - Number(m[1]) * mult);
 }
 
 async function eachContainer(ids: string[], fn: (id: string) => Promise<void>): Promise<void> {

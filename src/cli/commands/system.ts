@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { CLIENT_MAX_API } from '../../client/client.js';
 import { type CliContext, connect } from '../context.js';
-import { printInspect } from '../output.js';
+import { compileTemplate, isJsonFormat } from '../gotemplate.js';
+import { printInspect, unescapeFormat } from '../output.js';
+import { parseFilterFlags } from './images.js';
 import { humanSize } from '../table.js';
 
 export function systemCommands(program: Command, ctx: CliContext): void {
@@ -46,6 +48,33 @@ export function systemCommands(program: Command, ctx: CliContext): void {
     });
 
   program
+    .command('events')
+    .description('Get real time events from the server')
+    .option('-f, --filter <filter>', 'filter output based on conditions provided', collectFlag, [])
+    .option('--format <format>', 'format output using a Go template (or json)')
+    .option('--since <time>', 'show all events created since timestamp (or 10m, 1h)')
+    .option('--until <time>', 'stream events until this timestamp (or 10m, 0s)')
+    .action(async (o: { filter: string[]; format?: string; since?: string; until?: string }) => {
+      const client = await connect(ctx);
+      const render =
+        o.format && !isJsonFormat(o.format)
+          ? compileTemplate(unescapeFormat(o.format), { lenient: true })
+          : undefined;
+      await client.events(
+        {
+          since: o.since && relativeTime(o.since),
+          until: o.until && relativeTime(o.until),
+          filters: parseFilterFlags(o.filter),
+        },
+        (ev) => {
+          if (o.format && isJsonFormat(o.format)) process.stdout.write(JSON.stringify(ev) + '\n');
+          else if (render) process.stdout.write(render(ev) + '\n');
+          else process.stdout.write(eventLine(ev) + '\n');
+        },
+      );
+    });
+
+  program
     .command('info')
     .description('Display system-wide information')
     .option('-f, --format <format>', 'format output using a Go template')
@@ -86,4 +115,32 @@ export function systemCommands(program: Command, ctx: CliContext): void {
       process.stdout.write(lines.join('\n') + '\n');
       for (const w of info.Warnings ?? []) process.stderr.write(`WARNING: ${w}\n`);
     });
+}
+
+function collectFlag(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+/** `10m`, `1h`, `0s` before now as unix seconds; anything else is passed through. */
+export function relativeTime(s: string): string {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(s);
+  if (!m) return s;
+  const mult = { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+  return (Date.now() / 1000 - Number(m[1]) * mult).toFixed(3);
+}
+
+/** Docker's default event line: `<time> <type> <action> <id> (k=v, …)`. */
+function eventLine(ev: Record<string, unknown>): string {
+  const actor = (ev.Actor ?? {}) as { ID?: string; Attributes?: Record<string, string> };
+  const nano = Number(ev.timeNano ?? 0);
+  const t =
+    new Date(Math.floor(nano / 1e6)).toISOString().slice(0, 19) +
+    '.' +
+    String(nano % 1e9).padStart(9, '0') +
+    'Z';
+  const attrs = Object.entries(actor.Attributes ?? {})
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
+  return `${t} ${String(ev.Type)} ${String(ev.Action)} ${actor.ID ?? ''}${attrs ? ` (${attrs})` : ''}`;
 }

@@ -177,6 +177,11 @@ export class ContainerService {
     this.watchExit(rec);
   }
 
+  /** Event attributes, as Docker sends them: the container's labels, image and name. */
+  private attrs(rec: ContainerRecord): Record<string, string> {
+    return { ...rec.config.Labels, image: rec.image, name: rec.name };
+  }
+
   private liveOf(id: string): Live {
     let l = this.live.get(id);
     if (!l) {
@@ -290,7 +295,7 @@ export class ContainerService {
       throw err;
     }
     this.records.set(id, rec);
-    this.d.events.publish('container', 'create', id, { image: config.Image, name: cname });
+    this.d.events.publish('container', 'create', id, this.attrs(rec));
     return { Id: id, Warnings: [] };
   }
 
@@ -389,7 +394,7 @@ export class ContainerService {
       this.watchExit(rec);
       await this.d.runtime.start(rec.id);
       await this.save(rec);
-      this.d.events.publish('container', 'start', rec.id, { image: rec.image, name: rec.name });
+      this.d.events.publish('container', 'start', rec.id, this.attrs(rec));
       return true;
     } catch (err) {
       await this.cleanupRun(rec).catch(() => undefined);
@@ -580,12 +585,8 @@ export class ContainerService {
       log.warn('cleanup after exit failed', { id, error: String(err) }),
     );
     await this.save(rec).catch(() => undefined);
-    if (oom) this.d.events.publish('container', 'oom', id, { image: rec.image, name: rec.name });
-    this.d.events.publish('container', 'die', id, {
-      image: rec.image,
-      name: rec.name,
-      exitCode: String(code),
-    });
+    if (oom) this.d.events.publish('container', 'oom', id, this.attrs(rec));
+    this.d.events.publish('container', 'die', id, { ...this.attrs(rec), exitCode: String(code) });
     this.notifyExit(id, code);
     if (rec.hostConfig.AutoRemove) {
       await this.remove(id, { force: true }).catch((err: unknown) =>
@@ -613,7 +614,7 @@ export class ContainerService {
     live.restartTimer = setTimeout(() => {
       rec.restartCount++;
       this.start(rec.id).then(
-        () => this.d.events.publish('container', 'restart', rec.id, { image: rec.image, name: rec.name }),
+        () => this.d.events.publish('container', 'restart', rec.id, this.attrs(rec)),
         (err: unknown) => log.warn('restart failed', { id: rec.id, error: String(err) }),
       );
     }, delay);
@@ -652,8 +653,7 @@ export class ContainerService {
     if (rec.state.Paused) await this.d.runtime.resume(rec.id).catch(() => undefined);
     const sig = parseSignal(rec.config.StopSignal ?? 'SIGTERM');
     this.d.events.publish('container', 'kill', rec.id, {
-      image: rec.image,
-      name: rec.name,
+      ...this.attrs(rec),
       signal: String(SIGNALS[sig] ?? sig),
     });
     await this.d.runtime.kill(rec.id, sig);
@@ -663,7 +663,7 @@ export class ContainerService {
         : await Promise.race([exited.then(() => true), sleep(t * 1000).then(() => false)]);
     if (!graceful) await this.d.runtime.kill(rec.id, 'SIGKILL', true);
     await exited;
-    this.d.events.publish('container', 'stop', rec.id, { image: rec.image, name: rec.name });
+    this.d.events.publish('container', 'stop', rec.id, this.attrs(rec));
     return true;
   }
 
@@ -677,8 +677,7 @@ export class ContainerService {
       await this.save(rec);
     }
     this.d.events.publish('container', 'kill', rec.id, {
-      image: rec.image,
-      name: rec.name,
+      ...this.attrs(rec),
       signal: String(SIGNALS[sig] ?? sig),
     });
     await this.d.runtime.kill(rec.id, sig);
@@ -696,7 +695,7 @@ export class ContainerService {
     await this.d.runtime.pause(rec.id);
     Object.assign(rec.state, { Paused: true, Status: 'paused' as Status });
     await this.save(rec);
-    this.d.events.publish('container', 'pause', rec.id, { image: rec.image, name: rec.name });
+    this.d.events.publish('container', 'pause', rec.id, this.attrs(rec));
   }
 
   async unpause(ref: string): Promise<void> {
@@ -705,7 +704,7 @@ export class ContainerService {
     await this.d.runtime.resume(rec.id);
     Object.assign(rec.state, { Paused: false, Status: 'running' as Status });
     await this.save(rec);
-    this.d.events.publish('container', 'unpause', rec.id, { image: rec.image, name: rec.name });
+    this.d.events.publish('container', 'unpause', rec.id, this.attrs(rec));
   }
 
   async rename(ref: string, newName: string): Promise<void> {
@@ -753,7 +752,7 @@ export class ContainerService {
     await fsp.rm(this.dir(rec.id), { recursive: true, force: true });
     this.records.delete(rec.id);
     this.names.delete(rec.name);
-    this.d.events.publish('container', 'destroy', rec.id, { image: rec.image, name: rec.name });
+    this.d.events.publish('container', 'destroy', rec.id, this.attrs(rec));
     for (const c of live.clients) c.onEnd();
     for (const w of live.removeWaiters.splice(0)) w();
     for (const w of live.exitWaiters.splice(0)) w(rec.state.ExitCode);
