@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { ApiError } from '../client/client.js';
 import { containerCommands } from './commands/containers.js';
+import { cpCommand } from './commands/cp.js';
 import { daemonCommands } from './commands/daemon.js';
 import { hubCommands } from './commands/hub.js';
 import { imageCommands } from './commands/images.js';
@@ -26,6 +27,7 @@ export function buildProgram(ctx: CliContext): Command {
   systemCommands(program, ctx);
   imageCommands(program, ctx);
   containerCommands(program, ctx);
+  cpCommand(program, ctx);
   daemonCommands(program);
   hubCommands(program);
   program

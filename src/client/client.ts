@@ -248,6 +248,36 @@ export class Client {
   logs(id: string, query: Record<string, string | number | boolean | undefined>): Promise<RawResponse> {
     return this.stream({ method: 'GET', path: `/containers/${id}/logs`, query });
   }
+  async statPath(
+    id: string,
+    p: string,
+  ): Promise<{ name: string; size: number; mode: number; linkTarget: string } | undefined> {
+    const res = await this.raw({ method: 'HEAD', path: `/containers/${id}/archive`, query: { path: p } });
+    res.stream.resume();
+    if (res.status === 404) return undefined;
+    if (res.status >= 400) throw new ApiError(res.status, `stat ${p}: status ${res.status}`);
+    const h = res.headers['x-docker-container-path-stat'];
+    return JSON.parse(Buffer.from(String(h), 'base64').toString()) as {
+      name: string;
+      size: number;
+      mode: number;
+      linkTarget: string;
+    };
+  }
+  async getArchive(id: string, p: string): Promise<Readable> {
+    return (await this.stream({ method: 'GET', path: `/containers/${id}/archive`, query: { path: p } }))
+      .stream;
+  }
+  async putArchive(id: string, p: string, tarStream: Readable): Promise<void> {
+    const res = await this.stream({
+      method: 'PUT',
+      path: `/containers/${id}/archive`,
+      query: { path: p },
+      stream: tarStream,
+      headers: { 'Content-Type': 'application/x-tar' },
+    });
+    await readAll(res.stream);
+  }
   topContainer(id: string, psArgs?: string): Promise<{ Titles: string[]; Processes: string[][] }> {
     return this.json({ method: 'GET', path: `/containers/${id}/top`, query: { ps_args: psArgs } });
   }

@@ -5,7 +5,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { pipeline } from 'node:stream/promises';
 import { conflict, invalidArgument } from '../common/errors.js';
+import { archivePath, extractToPath, statPath } from '../engine/containers/archive.js';
 import { cgroupPids, sampleCgroup } from '../engine/runtime/cgroups.js';
 import { familiarString, parseReference } from '../common/reference.js';
 import type { ContainerRecord } from '../engine/containers/containers.js';
@@ -234,6 +236,35 @@ export function containerRoutes(router: Router, engine: Engine): void {
       })
       .filter((f) => pids.has(Number(f[pidCol])));
     sendJson(ctx.res, 200, { Titles: titles, Processes: processes });
+  });
+
+  router.add('GET', '/containers/{id}/archive', async (ctx) => {
+    const p = ctx.query.get('path');
+    if (!p) throw invalidArgument('path is required');
+    await svc.withRootfs(ctx.params.id, async (root) => {
+      if (ctx.req.method === 'HEAD') {
+        const { stat } = await statPath(root, p);
+        ctx.res.writeHead(200, {
+          'X-Docker-Container-Path-Stat': Buffer.from(JSON.stringify(stat)).toString('base64'),
+        });
+        ctx.res.end();
+        return;
+      }
+      const { stat, tar } = await archivePath(root, p);
+      ctx.res.writeHead(200, {
+        'Content-Type': 'application/x-tar',
+        'X-Docker-Container-Path-Stat': Buffer.from(JSON.stringify(stat)).toString('base64'),
+      });
+      await pipeline(tar, ctx.res);
+    });
+  });
+
+  router.add('PUT', '/containers/{id}/archive', async (ctx) => {
+    const p = ctx.query.get('path');
+    if (!p) throw invalidArgument('path is required');
+    await svc.withRootfs(ctx.params.id, (root) => extractToPath(root, p, ctx.req));
+    ctx.res.writeHead(200, { 'Content-Length': 0 });
+    ctx.res.end();
   });
 
   router.add('POST', '/containers/{id}/attach', (ctx) => {

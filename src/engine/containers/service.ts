@@ -811,6 +811,23 @@ export class ContainerService {
     this.d.runtime.resize(this.bundle(rec.id), rows, cols);
   }
 
+  /**
+   * Runs `fn` with the container's root file system mounted (its running mount, or a temporary
+   * one for a stopped container, unmounted afterwards).
+   */
+  async withRootfs<T>(ref: string, fn: (root: string) => Promise<T>): Promise<T> {
+    const rec = this.get(ref);
+    const rootfs = path.join(this.bundle(rec.id), 'rootfs');
+    if (rec.state.Running) return fn(rootfs);
+    await fsp.mkdir(this.bundle(rec.id), { recursive: true, mode: 0o700 });
+    await this.d.snapshots.mount(rec.id, rootfs);
+    try {
+      return await fn(rootfs);
+    } finally {
+      if (!this.records.get(rec.id)?.state.Running) await this.d.snapshots.unmount(rootfs);
+    }
+  }
+
   /** Streams log entries; with follow, keeps going until the container stops or `signal` fires. */
   async logs(
     ref: string,
