@@ -278,6 +278,34 @@ export class Client {
     });
     await readAll(res.stream);
   }
+  containerChanges(id: string): Promise<{ Path: string; Kind: number }[] | null> {
+    return this.json({ method: 'GET', path: `/containers/${id}/changes` });
+  }
+  commitContainer(
+    container: string,
+    opts: {
+      repo?: string;
+      tag?: string;
+      comment?: string;
+      author?: string;
+      changes?: string[];
+      pause?: boolean;
+    },
+  ): Promise<{ Id: string }> {
+    return this.json({
+      method: 'POST',
+      path: '/commit',
+      query: {
+        container,
+        repo: opts.repo,
+        tag: opts.tag,
+        comment: opts.comment,
+        author: opts.author,
+        changes: opts.changes,
+        pause: opts.pause === false ? 0 : 1,
+      },
+    });
+  }
   topContainer(id: string, psArgs?: string): Promise<{ Titles: string[]; Processes: string[][] }> {
     return this.json({ method: 'GET', path: `/containers/${id}/top`, query: { ps_args: psArgs } });
   }

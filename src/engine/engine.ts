@@ -52,6 +52,7 @@ export class Engine {
     this.runtime = new ConmonRuntime({ runcRoot: path.join(config.execRoot, 'runc') });
     this.containers = new ContainerService({
       images: this.images,
+      content: this.content,
       snapshots: this.snapshots,
       runtime: this.runtime,
       events: this.events,

@@ -267,6 +267,35 @@ export function containerRoutes(router: Router, engine: Engine): void {
     ctx.res.end();
   });
 
+  router.add('GET', '/containers/{id}/changes', async (ctx) => {
+    const list = await svc.diff(ctx.params.id);
+    sendJson(ctx.res, 200, list.length ? list : null);
+  });
+
+  router.add('POST', '/commit', async (ctx) => {
+    const q = ctx.query;
+    const container = q.get('container');
+    if (!container) throw invalidArgument('container is required');
+    const body = await readJson<Record<string, unknown> | null>(
+      ctx.req,
+      null as unknown as Record<string, unknown>,
+    );
+    const repo = q.get('repo') ?? '';
+    const tag = q.get('tag') ?? '';
+    const id = await svc.commit(container, {
+      repo: repo ? (tag ? `${repo}:${tag}` : repo) : undefined,
+      comment: q.get('comment') ?? undefined,
+      author: q.get('author') ?? undefined,
+      changes: q
+        .getAll('changes')
+        .flatMap((c) => c.split('\n'))
+        .filter(Boolean),
+      pause: queryBool(q, 'pause', true),
+      config: body && typeof body === 'object' ? (body as never) : undefined,
+    });
+    sendJson(ctx.res, 201, { Id: id });
+  });
+
   router.add('POST', '/containers/{id}/attach', (ctx) => {
     // Without an Upgrade header: raw stream on the plain connection (dockerode's default).
     const rec = svc.get(ctx.params.id);

@@ -7,7 +7,7 @@ import { createBody, type RunFlags } from '../runflags.js';
 import { copyRaw, demux, terminalSize } from '../stdio.js';
 import { binarySize } from '../../common/units.js';
 import { formatTable, humanSize, truncateId } from '../table.js';
-import { goTime, parseFilterFlags, pullWithProgress, since } from './images.js';
+import { goTime, parseFilterFlags, pullWithProgress, since, splitRepoTag } from './images.js';
 import { relativeTime } from './system.js';
 
 function collect(v: string, prev: string[]): string[] {
@@ -433,6 +433,46 @@ export function containerCommands(program: Command, ctx: CliContext): void {
           });
           const info = await client.inspectExec(Id);
           if (info.ExitCode) throw new ExitError(info.ExitCode);
+        },
+      );
+
+    parent
+      .command('diff')
+      .description("Inspect changes to files or directories on a container's filesystem")
+      .argument('<container>')
+      .action(async (ref: string) => {
+        const client = await connect(ctx);
+        for (const c of (await client.containerChanges(ref)) ?? [])
+          process.stdout.write(`${'CAD'[c.Kind]} ${c.Path}\n`);
+      });
+
+    parent
+      .command('commit')
+      .description("Create a new image from a container's changes")
+      .argument('<container>')
+      .argument('[repository]')
+      .option('-a, --author <author>', 'author')
+      .option('-c, --change <instruction>', 'apply Dockerfile instruction to the created image', collect, [])
+      .option('-m, --message <message>', 'commit message')
+      .option('-p, --pause', 'pause container during commit', true)
+      .option('--no-pause', 'do not pause the container during commit')
+      .action(
+        async (
+          ref: string,
+          repository: string | undefined,
+          o: { author?: string; change: string[]; message?: string; pause: boolean },
+        ) => {
+          const client = await connect(ctx);
+          const { repo, tag } = repository ? splitRepoTag(repository) : { repo: undefined, tag: undefined };
+          const r = await client.commitContainer(ref, {
+            repo,
+            tag,
+            comment: o.message,
+            author: o.author,
+            changes: o.change,
+            pause: o.pause,
+          });
+          process.stdout.write(r.Id + '\n');
         },
       );
 

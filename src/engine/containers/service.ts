@@ -6,18 +6,24 @@ import type { Digest } from '../../common/digest.js';
 import { BerthError, conflict, invalidArgument, notFound } from '../../common/errors.js';
 import { log } from '../../common/log.js';
 import type { EventBus } from '../events/events.js';
+import type { ContentStore } from '../content/content.js';
+import { applyChanges } from '../images/changes.js';
 import type { ImageStore } from '../images/store.js';
+import { type Change, changes, diffTar } from '../snapshots/diff.js';
+import { parseReference } from '../../common/reference.js';
 import { conmonAlive, type ConmonRuntime, RuntimeError } from '../runtime/conmon.js';
 import type { AttachConnection, OutputStream } from '../runtime/runtime.js';
 import { buildSpec } from '../runtime/spec.js';
 import type { Snapshotter } from '../snapshots/snapshots.js';
 import { type ContainerRecord, newState, type Status, ZERO_TIME } from './containers.js';
+import type { ContainerConfig as ImageContainerConfig } from '../images/manifest.js';
 import { commandOf, mergeEnv, parseConfig, parseHostConfig } from './create.js';
 import { filterEntries, followEntries, type LogEntry, type LogOptions, readEntries } from './logs.js';
 import { resolveUser } from './user.js';
 
 export interface ContainerDeps {
   images: ImageStore;
+  content: ContentStore;
   snapshots: Snapshotter;
   runtime: ConmonRuntime;
   events: EventBus;
@@ -809,6 +815,93 @@ export class ContainerService {
     if (!rec.state.Running) throw conflict(`Container ${rec.id} is not running`);
     if (rows <= 0 || cols <= 0) return;
     this.d.runtime.resize(this.bundle(rec.id), rows, cols);
+  }
+
+  /** Docker's `diff`: what the container changed relative to its image. */
+  async diff(ref: string): Promise<Change[]> {
+    const rec = this.get(ref);
+    const spec = await this.d.snapshots.prepare(rec.id, this.d.images.resolve(rec.imageId).record.chainId);
+    return changes(spec.upperDir, spec.lowerDirs);
+  }
+
+  /** Docker's `commit`: the container's changes become a new layer on top of its image. */
+  async commit(
+    ref: string,
+    opts: {
+      repo?: string;
+      comment?: string;
+      author?: string;
+      changes?: string[];
+      pause?: boolean;
+      config?: ImageContainerConfig;
+    },
+  ): Promise<Digest> {
+    const rec = this.get(ref);
+    if (opts.repo) parseReference(opts.repo);
+    const img = this.d.images.resolve(rec.imageId);
+    const spec = await this.d.snapshots.prepare(rec.id, img.record.chainId);
+    const pause = opts.pause !== false && rec.state.Running && !rec.state.Paused;
+    if (pause) await this.d.runtime.pause(rec.id);
+    let blob;
+    try {
+      blob = await this.d.content.ingest(diffTar(spec.upperDir, spec.lowerDirs));
+    } finally {
+      if (pause) await this.d.runtime.resume(rec.id).catch(() => undefined);
+    }
+    await this.d.snapshots.apply(img.record.chainId, this.d.content.createReadStream(blob.digest), {
+      expectedDiffId: blob.digest,
+    });
+    const created = new Date().toISOString();
+    const base = img.config;
+    const cfg = applyChanges(
+      {
+        ...(base.config ?? {}),
+        Env: rec.config.Env,
+        Cmd: rec.config.Cmd,
+        Entrypoint: rec.config.Entrypoint,
+        WorkingDir: rec.config.WorkingDir,
+        User: rec.config.User,
+        Labels: rec.config.Labels,
+        ExposedPorts: rec.config.ExposedPorts,
+        ...(rec.config.StopSignal ? { StopSignal: rec.config.StopSignal } : {}),
+        ...(opts.config ?? {}),
+      },
+      opts.changes ?? [],
+    );
+    const config = {
+      ...base,
+      created,
+      ...(opts.author ? { author: opts.author } : {}),
+      ...(opts.comment ? { comment: opts.comment } : {}),
+      container: rec.id,
+      config: cfg,
+      rootfs: { type: 'layers' as const, diff_ids: [...base.rootfs.diff_ids, blob.digest] },
+      history: [
+        ...(base.history ?? []),
+        {
+          created,
+          created_by: [rec.path, ...rec.args].join(' '),
+          ...(opts.comment ? { comment: opts.comment } : {}),
+          ...(opts.author ? { author: opts.author } : {}),
+        },
+      ],
+    };
+    const id = await this.d.images.add({
+      config: Buffer.from(JSON.stringify(config)),
+      layers: [
+        ...img.record.layers,
+        {
+          mediaType: 'application/vnd.docker.image.rootfs.diff.tar',
+          digest: blob.digest,
+          size: blob.size,
+          diffId: blob.digest,
+        },
+      ],
+      parent: img.record.id,
+    });
+    if (opts.repo) await this.d.images.setTag(opts.repo, id);
+    this.d.events.publish('container', 'commit', rec.id, { ...this.attrs(rec), comment: opts.comment ?? '' });
+    return id;
   }
 
   /**
