@@ -1,7 +1,6 @@
 /**
  * Container routes: the Engine API's containers/* translated onto the containers room.
  */
-import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -301,7 +300,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
     const rec = svc.get(ctx.params.id);
     const socket = ctx.req.socket;
     socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n');
-    attachStream(engine, rec, ctx.query, socket, ctx.req);
+    attachStream(engine, rec, ctx.query, socket);
   });
 }
 
@@ -317,7 +316,7 @@ export function handleAttachUpgrade(
   socket.write(
     'HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n',
   );
-  attachStream(engine, rec, query, socket, undefined, head);
+  attachStream(engine, rec, query, socket, head);
 }
 
 function attachStream(
@@ -325,7 +324,6 @@ function attachStream(
   rec: ContainerRecord,
   q: URLSearchParams,
   socket: Duplex,
-  req?: IncomingMessage,
   head?: Buffer,
 ): void {
   const svc = engine.containers;
@@ -381,7 +379,6 @@ function attachStream(
     ended = true;
     handle?.detach();
   });
-  void req;
   if (!handle) finish();
 }
 
