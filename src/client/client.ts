@@ -278,6 +278,9 @@ export class Client {
     });
     await readAll(res.stream);
   }
+  async exportContainer(id: string): Promise<Readable> {
+    return (await this.stream({ method: 'GET', path: `/containers/${id}/export` })).stream;
+  }
   containerChanges(id: string): Promise<{ Path: string; Kind: number }[] | null> {
     return this.json({ method: 'GET', path: `/containers/${id}/changes` });
   }

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { pipeline } from 'node:stream/promises';
 import { conflict, invalidArgument } from '../common/errors.js';
-import { archivePath, extractToPath, statPath } from '../engine/containers/archive.js';
+import { archivePath, exportRoot, extractToPath, statPath } from '../engine/containers/archive.js';
 import { cgroupPids, sampleCgroup } from '../engine/runtime/cgroups.js';
 import { familiarString, parseReference } from '../common/reference.js';
 import type { ContainerRecord } from '../engine/containers/containers.js';
@@ -264,6 +264,13 @@ export function containerRoutes(router: Router, engine: Engine): void {
     await svc.withRootfs(ctx.params.id, (root) => extractToPath(root, p, ctx.req));
     ctx.res.writeHead(200, { 'Content-Length': 0 });
     ctx.res.end();
+  });
+
+  router.add('GET', '/containers/{id}/export', async (ctx) => {
+    await svc.withRootfs(ctx.params.id, async (root) => {
+      ctx.res.writeHead(200, { 'Content-Type': 'application/x-tar' });
+      await pipeline(exportRoot(root), ctx.res);
+    });
   });
 
   router.add('GET', '/containers/{id}/changes', async (ctx) => {

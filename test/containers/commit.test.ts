@@ -81,3 +81,22 @@ test(
     assert.equal(r.stdout, 'hi\n');
   },
 );
+
+test('export: the container root file system as a tar that imports back', async () => {
+  assert.equal((await berth(d, ['create', '--name', 'ex1', BB, 'true'])).code, 0);
+  const r = await berth(d, ['export', '-o', `${d.dir}/ex1.tar`, 'ex1']);
+  assert.equal(r.code, 0, r.stderr);
+  const list = (await import('node:child_process'))
+    .execFileSync('tar', ['-tf', `${d.dir}/ex1.tar`])
+    .toString()
+    .split('\n');
+  assert.ok(list.includes('bin/busybox'), 'entries are relative to the root');
+  const imp = await berth(d, ['import', `${d.dir}/ex1.tar`, 'exported:1']);
+  assert.equal(imp.code, 0, imp.stderr);
+  const run = await berth(d, ['run', '--rm', 'exported:1', '/bin/echo', 'round trip']);
+  assert.equal(run.stdout, 'round trip\n');
+  if (existsSync(DOCKER_CLI)) {
+    const de = await docker(d, ['export', '-o', `${d.dir}/ex2.tar`, 'ex1']);
+    assert.equal(de.code, 0, de.stderr);
+  }
+});

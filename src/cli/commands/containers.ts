@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { ApiError, type Client, type ContainerSummary } from '../../client/client.js';
 import { type CliContext, connect } from '../context.js';
 import { describeError, ExitError } from '../errors.js';
@@ -435,6 +437,21 @@ export function containerCommands(program: Command, ctx: CliContext): void {
           if (info.ExitCode) throw new ExitError(info.ExitCode);
         },
       );
+
+    parent
+      .command('export')
+      .description("Export a container's filesystem as a tar archive")
+      .argument('<container>')
+      .option('-o, --output <file>', 'write to a file, instead of STDOUT')
+      .action(async (ref: string, o: { output?: string }) => {
+        if (!o.output && process.stdout.isTTY)
+          throw new ExitError(1, 'cowardly refusing to save to a terminal. Use the -o flag or redirect');
+        const client = await connect(ctx);
+        await pipeline(
+          await client.exportContainer(ref),
+          o.output ? createWriteStream(o.output) : process.stdout,
+        );
+      });
 
     parent
       .command('diff')

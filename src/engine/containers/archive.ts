@@ -60,15 +60,24 @@ export async function statPath(root: string, p: string): Promise<{ host: string;
 /** A tar of `p` (a file, or a directory and everything in it), named by its base name. */
 export async function archivePath(root: string, p: string): Promise<{ stat: PathStat; tar: Readable }> {
   const { host, stat } = await statPath(root, p);
+  return { stat, tar: packTree(host, path.posix.basename(p.replace(/\/+$/, '')) || '.') };
+}
+
+/** `docker export`: the whole root file system, entries relative to it. */
+export function exportRoot(root: string): Readable {
+  return packTree(root, '');
+}
+
+/** A tar of a host tree (devices, fifos and sockets left out); `name` '' puts the tree's children at the top. */
+function packTree(host: string, name: string): Readable {
   const pack = tar.pack();
-  const base = path.posix.basename(p.replace(/\/+$/, '')) || '.';
   const walk = async (hostPath: string, name: string): Promise<void> => {
     const st = await fsp.lstat(hostPath);
     const common = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
     if (st.isDirectory()) {
-      await entry(pack, { ...common, name: `${name}/`, type: 'directory' });
+      if (name) await entry(pack, { ...common, name: `${name}/`, type: 'directory' });
       for (const child of (await fsp.readdir(hostPath)).sort())
-        await walk(path.join(hostPath, child), `${name}/${child}`);
+        await walk(path.join(hostPath, child), name ? `${name}/${child}` : child);
     } else if (st.isSymbolicLink()) {
       await entry(pack, { ...common, type: 'symlink', linkname: await fsp.readlink(hostPath) });
     } else if (st.isFile()) {
@@ -81,13 +90,12 @@ export async function archivePath(root: string, p: string): Promise<{ stat: Path
         src.pipe(sink as unknown as NodeJS.WritableStream);
       });
     }
-    // devices, fifos and sockets are left out of copies
   };
-  void walk(host, base).then(
+  void walk(host, name).then(
     () => pack.finalize(),
     (err: unknown) => pack.destroy(err as Error),
   );
-  return { stat, tar: pack as unknown as Readable };
+  return pack as unknown as Readable;
 }
 
 function entry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0]): Promise<void> {
