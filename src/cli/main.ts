@@ -3,6 +3,8 @@
  */
 import { Command, CommanderError } from 'commander';
 import { ApiError } from '../client/client.js';
+import { ComposeError } from '../compose/errors.js';
+import { composeCommand } from '../compose/commands.js';
 import { containerCommands } from './commands/containers.js';
 import { cpCommand } from './commands/cp.js';
 import { daemonCommands } from './commands/daemon.js';
@@ -30,6 +32,7 @@ export function buildProgram(ctx: CliContext): Command {
   cpCommand(program, ctx);
   daemonCommands(program);
   hubCommands(program);
+  composeCommand(program, ctx);
   program
     .command('inspect')
     .description('Return low-level information on Berth objects')
@@ -90,6 +93,10 @@ export async function runCliArgs(argv: string[]): Promise<number> {
       if (err.code === 'commander.help') return 0;
       process.stderr.write(`See 'berth --help'.\n`);
       return 125;
+    }
+    if (err instanceof ComposeError) {
+      process.stderr.write(err.message + '\n');
+      return 1;
     }
     if (err instanceof ExitError) {
       if (err.message) process.stderr.write(err.message + '\n');
