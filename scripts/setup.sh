@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(runc conmon iptables iproute2 skopeo zstd busybox-static tmux)
+packages=(runc conmon iptables iproute2 skopeo zstd busybox-static tmux docker-registry)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -14,6 +14,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# docker-registry is for tests (each starts its own on a free loopback port); its packaged service
+# would take port 5000, where the local hub listens.
+if command -v systemctl >/dev/null && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+  ${sudo:-} systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 
 # `npm install` rather than `npm ci`: node-unix-socket lists optional per-platform packages that

@@ -10,6 +10,7 @@ import { cpCommand } from './commands/cp.js';
 import { daemonCommands } from './commands/daemon.js';
 import { hubCommands } from './commands/hub.js';
 import { imageCommands } from './commands/images.js';
+import { registryCommands } from './commands/registry.js';
 import { systemCommands } from './commands/system.js';
 import { type CliContext, closeClient, connect } from './context.js';
 import { describeError, ExitError } from './errors.js';
@@ -28,6 +29,7 @@ export function buildProgram(ctx: CliContext): Command {
   });
   systemCommands(program, ctx);
   imageCommands(program, ctx);
+  registryCommands(program, ctx);
   containerCommands(program, ctx);
   cpCommand(program, ctx);
   daemonCommands(program);

@@ -438,7 +438,7 @@ export class Client {
   }
   pullImage(
     name: string,
-    opts: { tag?: string; platform?: string },
+    opts: { tag?: string; platform?: string; registryAuth?: string },
     onMessage: (m: JsonMessage) => void,
   ): Promise<void> {
     return this.jsonStream(
@@ -446,10 +446,43 @@ export class Client {
         method: 'POST',
         path: '/images/create',
         query: { fromImage: name, tag: opts.tag, platform: opts.platform },
-        headers: { 'X-Registry-Auth': 'e30=' },
+        headers: { 'X-Registry-Auth': opts.registryAuth ?? 'e30=' },
       },
       onMessage,
     );
+  }
+  /** Pushes `name` (`tag`, or every tag of the repository when empty). */
+  pushImage(
+    name: string,
+    opts: { tag?: string; registryAuth?: string },
+    onMessage: (m: JsonMessage) => void,
+  ): Promise<void> {
+    return this.jsonStream(
+      {
+        method: 'POST',
+        path: `/images/${name}/push`,
+        query: { tag: opts.tag },
+        headers: { 'X-Registry-Auth': opts.registryAuth ?? 'e30=' },
+      },
+      onMessage,
+    );
+  }
+  /** Checks credentials with the registry (`POST /auth`). */
+  login(auth: { username: string; password: string; serveraddress: string }): Promise<{
+    Status: string;
+    IdentityToken?: string;
+  }> {
+    return this.json({ method: 'POST', path: '/auth', body: auth });
+  }
+  distributionInspect(
+    name: string,
+    registryAuth?: string,
+  ): Promise<{ Descriptor: { mediaType: string; digest: string; size: number }; Platforms: unknown[] }> {
+    return this.json({
+      method: 'GET',
+      path: `/distribution/${name}/json`,
+      headers: { 'X-Registry-Auth': registryAuth ?? 'e30=' },
+    });
   }
   importImage(
     input: Readable,

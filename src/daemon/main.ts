@@ -10,6 +10,7 @@ import { errorMessage, invalidArgument } from '../common/errors.js';
 import { isLogLevel, log, setLogLevel } from '../common/log.js';
 import { Engine } from '../engine/engine.js';
 import { createApiServer } from '../routes/server.js';
+import { validateRegistryConfig } from '../distribution/hosts.js';
 import { createHubServer } from '../hub/server.js';
 import { FsHubStorage } from '../hub/storage.js';
 import {
@@ -74,6 +75,7 @@ export async function main(argv: string[]): Promise<void> {
     const key = ({ tlscert: 'tlsCert', tlskey: 'tlsKey', tlscacert: 'tlsCaCert' } as const)[k];
     if (o[k]) opts[key] = String(o[k]);
   }
+  validateRegistryConfig({ mirrors: opts.registryMirrors, insecure: opts.insecureRegistries });
   setLogLevel(opts.debug ? 'debug' : opts.logLevel);
   const hosts = opts.hosts.length ? opts.hosts : [`unix://${DEFAULT_SOCKET}`];
   const listeners = hosts.map(parseHost);

@@ -6,7 +6,6 @@
 import { type Digest, shortId } from '../common/digest.js';
 import { BerthError, invalidArgument, isKind } from '../common/errors.js';
 import { log } from '../common/log.js';
-import { humanSize } from '../common/units.js';
 import {
   familiarString,
   fullName,
@@ -31,7 +30,10 @@ import {
 } from '../engine/images/manifest.js';
 import type { ImageStore } from '../engine/images/store.js';
 import { chainIdOf, type Snapshotter, type StagedLayer } from '../engine/snapshots/snapshots.js';
+import { progressBar } from './progress.js';
 import { RegistryClient } from './registry.js';
+import type { Credentials } from './auth.js';
+import { isInsecure, type RegistryConfig } from './hosts.js';
 
 export interface PullDeps {
   content: ContentStore;
@@ -40,10 +42,7 @@ export interface PullDeps {
   events?: EventBus;
 }
 
-export interface RegistryConfig {
-  mirrors: string[];
-  insecure: string[];
-}
+export type { RegistryConfig } from './hosts.js';
 
 export type Progress = Record<string, unknown>;
 
@@ -57,11 +56,8 @@ export function endpointsFor(ref: ImageReference, cfg: RegistryConfig): { base: 
     out.push({ base: 'https://registry-1.docker.io', repo: ref.path });
     return out;
   }
-  const host = ref.domain;
-  const hostname = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-  const insecure =
-    hostname === 'localhost' || /^127\./.test(hostname) || hostname === '::1' || cfg.insecure.includes(host);
-  out.push({ base: `${insecure ? 'http' : 'https'}://${host}`, repo: ref.path });
+  const scheme = isInsecure(ref.domain, cfg.insecure) ? 'http' : 'https';
+  out.push({ base: `${scheme}://${ref.domain}`, repo: ref.path });
   return out;
 }
 
@@ -71,33 +67,39 @@ export interface ResolvedPull {
   /** The digest the reference resolved to (an index's, when the registry has one). */
   topDigest: Digest;
   manifestDigest: Digest;
+  /** The platform manifest as the registry sent it (kept byte for byte, so push keeps its digest). */
+  manifestBody: Buffer;
   manifest: ReturnType<typeof parseManifest>;
 }
 
-/** Resolves before any progress is streamed, so unknown tags are plain HTTP errors. */
-export async function resolvePull(
+/** What a reference names on the registry, before any platform is chosen. */
+export interface ResolvedTop {
+  ref: ImageReference;
+  client: RegistryClient;
+  body: Buffer;
+  mediaType: string;
+  digest: Digest;
+}
+
+/**
+ * Finds the registry that answers for a reference (mirrors first for docker.io) and fetches the
+ * manifest or index it names. Credentials go to the reference's own registry, never to a mirror.
+ */
+export async function resolveTop(
   refString_: string,
   cfg: RegistryConfig,
-  platform: Platform = hostPlatform(),
-): Promise<ResolvedPull> {
+  credentials: Credentials = {},
+): Promise<ResolvedTop> {
   const ref = withDefaultTag(parseReference(refString_));
   const reference = ref.digest ?? ref.tag!;
   let lastErr: unknown;
   let notFoundErr: unknown;
-  for (const ep of endpointsFor(ref, cfg)) {
-    const client = new RegistryClient(ep);
+  const eps = endpointsFor(ref, cfg);
+  for (const [i, ep] of eps.entries()) {
+    const client = new RegistryClient(ep, { credentials: i === eps.length - 1 ? credentials : undefined });
     try {
       const top = await client.getManifest(reference);
-      let manifestDigest = top.digest;
-      let body = top.body;
-      if (manifestKind(parseJson(top.body, 'manifest'), top.mediaType) === 'index') {
-        const chosen = selectManifest(parseIndex(top.body), platform);
-        if (!chosen) throw notFoundPlatform(ref, platform);
-        const m = await client.getManifest(chosen.digest);
-        manifestDigest = m.digest;
-        body = m.body;
-      }
-      return { ref, client, topDigest: top.digest, manifestDigest, manifest: parseManifest(body) };
+      return { ref, client, ...top };
     } catch (err) {
       lastErr = err;
       if (isKind(err, 'NotFound')) notFoundErr ??= err;
@@ -116,6 +118,30 @@ export async function resolvePull(
     'Unavailable',
     `Error response from registry: ${(lastErr as Error)?.message ?? 'no registry reachable'} (pulling ${name})`,
   );
+}
+
+/** Resolves before any progress is streamed, so unknown tags are plain HTTP errors. */
+export async function resolvePull(
+  refString_: string,
+  cfg: RegistryConfig,
+  platform: Platform = hostPlatform(),
+  credentials: Credentials = {},
+): Promise<ResolvedPull> {
+  const top = await resolveTop(refString_, cfg, credentials);
+  const { ref, client } = top;
+  let manifestDigest = top.digest;
+  let body = top.body;
+  if (manifestKind(parseJson(top.body, 'manifest'), top.mediaType) === 'index') {
+    const chosen = selectManifest(parseIndex(top.body), platform);
+    if (!chosen) throw notFoundPlatform(ref, platform);
+    const m = await client.getManifest(chosen.digest);
+    if (manifestKind(parseJson(m.body, 'manifest'), m.mediaType) === 'index')
+      throw invalidArgument(`manifest ${chosen.digest} is an index inside an index`);
+    manifestDigest = m.digest;
+    body = m.body;
+  }
+  const manifest = parseManifest(body);
+  return { ref, client, topDigest: top.digest, manifestDigest, manifestBody: body, manifest };
 }
 
 function notFoundPlatform(ref: ImageReference, p: Platform): BerthError {
@@ -140,7 +166,7 @@ export async function pull(
   const configBuf = (await deps.content.has(manifest.config.digest))
     ? await deps.content.read(manifest.config.digest)
     : await (async () => {
-        const { stream } = await client.getBlob(manifest.config.digest);
+        const stream = client.resumableBlob(manifest.config.digest, manifest.config.size);
         await deps.content.ingest(stream, { digest: manifest.config.digest, size: manifest.config.size });
         return deps.content.read(manifest.config.digest);
       })();
@@ -167,7 +193,7 @@ export async function pull(
         onProgress({
           status: 'Downloading',
           progressDetail: { current: n, total: l.size },
-          progress: bar(n, l.size),
+          progress: progressBar(n, l.size),
           id,
         }),
       );
@@ -181,6 +207,13 @@ export async function pull(
     for (let i = 0; i < chains.length; i++) {
       const l = manifest.layers[i];
       if (!deps.snapshots.has(chains[i])) {
+        const id = shortId(l.digest);
+        onProgress({
+          status: 'Extracting',
+          progressDetail: { current: l.size, total: l.size },
+          progress: progressBar(l.size, l.size),
+          id,
+        });
         const s = staged[i];
         if (s && s.diffId === diffIds[i]) await deps.snapshots.commitStaged(s, parent);
         else
@@ -194,7 +227,7 @@ export async function pull(
   } finally {
     for (const s of staged) if (s) await deps.snapshots.discardStaged(s);
   }
-  await deps.content.ingest(Buffer.from(JSON.stringify(manifest)), {}).catch(() => undefined);
+  await deps.content.ingest(r.manifestBody, { digest: r.manifestDigest });
   const id = await deps.images.add({
     config: configBuf,
     layers: manifest.layers.map((l, i) => ({ ...l, diffId: diffIds[i] })),
@@ -220,7 +253,7 @@ async function fetchLayer(
   onBytes: (n: number) => void,
 ): Promise<StagedLayer | undefined> {
   if (await deps.content.has(digest)) return undefined;
-  const { stream } = await client.getBlob(digest);
+  const stream = client.resumableBlob(digest, size);
   let n = 0;
   let last = 0;
   stream.on('data', (c: Buffer) => {
@@ -234,10 +267,38 @@ async function fetchLayer(
   return r.staged;
 }
 
-/** Docker's 50-column progress bar text. */
-function bar(current: number, total: number): string {
-  const width = 50;
-  const filled = total ? Math.min(width, Math.floor((current / total) * width)) : 0;
-  const arrow = filled < width ? '>' : '';
-  return `[${'='.repeat(Math.max(0, filled - (arrow ? 1 : 0)))}${arrow}${' '.repeat(width - filled)}] ${humanSize(current)}/${humanSize(total)}`;
+/** `pull --all-tags`: every tag of the repository, one after the other. */
+export async function pullAllTags(
+  deps: PullDeps,
+  name: string,
+  cfg: RegistryConfig,
+  platform: Platform | undefined,
+  credentials: Credentials,
+  onProgress: (p: Progress) => void,
+): Promise<void> {
+  const base = parseReference(name);
+  let tags: string[] | undefined;
+  let lastErr: unknown;
+  const eps = endpointsFor(base, cfg);
+  for (const [i, ep] of eps.entries()) {
+    const client = new RegistryClient(ep, { credentials: i === eps.length - 1 ? credentials : undefined });
+    try {
+      tags = await client.listTags();
+      break;
+    } catch (err) {
+      lastErr = err;
+    }
+  }
+  if (!tags)
+    throw isKind(lastErr, 'NotFound')
+      ? new BerthError(
+          'NotFound',
+          `repository ${familiarString(base)} not found: ${(lastErr as Error).message}`,
+        )
+      : lastErr;
+  if (!tags.length) throw new BerthError('NotFound', `repository ${familiarString(base)} has no tags`);
+  for (const tag of tags.sort()) {
+    const r = await resolvePull(refString({ ...base, tag }), cfg, platform, credentials);
+    await pull(deps, r, onProgress);
+  }
 }

@@ -131,8 +131,7 @@ export async function busyboxSeed(binary = '/bin/busybox'): Promise<SeedImage> {
 export async function pushSeed(registry: string, img: SeedImage): Promise<Digest> {
   const base = registry.includes('://') ? registry : `http://${registry}`;
   const client = new RegistryClient({ base, repo: img.repo });
-  for (const b of img.blobs)
-    if (!(await client.hasBlob(b.digest))) await client.putBlob(b.digest, b.data, b.data.length);
+  for (const b of img.blobs) if (!(await client.hasBlob(b.digest))) await client.putBlob(b.digest, b.data);
   for (const m of img.manifests) await client.putManifest(m.digest, m.body, m.mediaType);
   return client.putManifest(img.tag, img.top.body, img.top.mediaType);
 }

@@ -2,7 +2,8 @@
  * Image routes: translate between the Engine API and the image room.
  */
 import { invalidArgument } from '../common/errors.js';
-import { pull, resolvePull } from '../distribution/pull.js';
+import { decodeRegistryAuth } from '../distribution/auth.js';
+import { pull, pullAllTags, resolvePull } from '../distribution/pull.js';
 import { familiarString, parseReference } from '../common/reference.js';
 import type { Engine } from '../engine/engine.js';
 import { importImage, loadImages, saveImages } from '../engine/images/archive.js';
@@ -60,12 +61,22 @@ export function imageRoutes(router: Router, engine: Engine): void {
       const tag = ctx.query.get('tag');
       const name = tag ? (tag.startsWith('sha256:') ? `${from}@${tag}` : `${from}:${tag}`) : from;
       const platformStr = ctx.query.get('platform');
+      const platform = platformStr ? parsePlatformOption(platformStr) : undefined;
       const cfg = { mirrors: engine.config.registryMirrors, insecure: engine.config.insecureRegistries };
-      const resolved = await resolvePull(
-        name,
-        cfg,
-        platformStr ? parsePlatformOption(platformStr) : undefined,
-      );
+      const credentials = decodeRegistryAuth(ctx.req.headers['x-registry-auth']);
+      const named = parseReference(name);
+      if (!named.tag && !named.digest) {
+        // A name alone pulls every tag (Docker's `pull --all-tags`).
+        const stream = new JsonStream(ctx.res);
+        try {
+          await pullAllTags(deps, name, cfg, platform, credentials, (p) => stream.send(p));
+        } catch (err) {
+          stream.error(err);
+        }
+        stream.end();
+        return;
+      }
+      const resolved = await resolvePull(name, cfg, platform, credentials);
       const stream = new JsonStream(ctx.res);
       try {
         await pull(deps, resolved, (p) => stream.send(p));

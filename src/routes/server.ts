@@ -16,6 +16,7 @@ import {
   standardHeaders,
 } from './http.js';
 import { containerRoutes, handleAttachUpgrade } from './containers.js';
+import { distributionRoutes } from './distribution.js';
 import { execRoutes, handleExecUpgrade } from './exec.js';
 import { imageRoutes } from './images.js';
 import { systemRoutes } from './system.js';
@@ -28,6 +29,7 @@ export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: B
 export function buildRouter(engine: Engine): Router {
   const router = new Router();
   systemRoutes(router, engine);
+  distributionRoutes(router, engine);
   imageRoutes(router, engine);
   containerRoutes(router, engine);
   execRoutes(router, engine);

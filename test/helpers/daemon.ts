@@ -184,7 +184,8 @@ export function berth(
 ): Promise<RunResult> {
   return run(process.execPath, [BERTH, '-H', d.host, ...args], {
     ...opts,
-    env: { BERTH_HOST: '', DOCKER_HOST: '' },
+    // Credentials live in the test's own Docker config, shared with the docker() helper.
+    env: { BERTH_HOST: '', DOCKER_HOST: '', DOCKER_CONFIG: path.join(d.dir, 'docker-config') },
   });
 }
 

@@ -7,6 +7,8 @@ import type { ImageSummary } from '../../client/types.js';
 import { type CliContext, connect } from '../context.js';
 import { describeError, ExitError } from '../errors.js';
 import { type Column, printInspect, printRows } from '../output.js';
+import { ProgressPrinter } from '../progress.js';
+import { registryAuthFor } from './registry.js';
 import { humanDuration, humanSize, truncateId } from '../table.js';
 
 interface ImageRow {
@@ -314,9 +316,11 @@ export function imageCommands(program: Command, ctx: CliContext): void {
       .option('-a, --all-tags', 'download all tagged images in the repository')
       .option('-q, --quiet', 'suppress verbose output')
       .option('--platform <platform>', 'set platform if server is multi-platform capable')
-      .action(async (name: string, o: { quiet?: boolean; platform?: string }) => {
+      .action(async (name: string, o: { quiet?: boolean; platform?: string; allTags?: boolean }) => {
         const client = await connect(ctx);
-        await pullWithProgress(client, name, { quiet: !!o.quiet, platform: o.platform });
+        if (!o.quiet && !o.allTags && !name.includes('@') && !splitRepoTag(name).tag)
+          process.stdout.write('Using default tag: latest\n');
+        await pullWithProgress(client, name, { quiet: !!o.quiet, platform: o.platform, all: !!o.allTags });
       });
   }
 
@@ -343,24 +347,27 @@ export function imageCommands(program: Command, ctx: CliContext): void {
     });
 }
 
-/** Pulls, printing Docker's status lines; the last line is the reference, like the docker CLI. */
+/** Pulls, printing Docker's progress; the last line is the reference, like the docker CLI. */
 export async function pullWithProgress(
   client: Client,
   name: string,
-  opts: { quiet?: boolean; platform?: string; out?: NodeJS.WritableStream },
+  opts: { quiet?: boolean; platform?: string; all?: boolean; out?: NodeJS.WritableStream },
 ): Promise<void> {
   const out = opts.out ?? process.stdout;
   const { repo, tag } = splitRepoTag(name);
   const at = name.indexOf('@');
   const fromImage = at >= 0 ? name.slice(0, at) : repo;
-  const t = at >= 0 ? name.slice(at + 1) : (tag ?? 'latest');
-  await client.pullImage(fromImage, { tag: t, platform: opts.platform }, (m) => {
+  if (opts.all && (tag || at >= 0)) throw new ExitError(1, "tag can't be used with --all-tags/-a");
+  let t = at >= 0 ? name.slice(at + 1) : tag;
+  // Without -a a bare name means :latest; with -a the daemon pulls every tag.
+  if (!t && !opts.all) t = 'latest';
+  const printer = new ProgressPrinter(out);
+  const registryAuth = await registryAuthFor(fromImage);
+  await client.pullImage(fromImage, { tag: t, platform: opts.platform, registryAuth }, (m) => {
     if (typeof m.error === 'string') throw new Error(m.error);
-    if (opts.quiet || typeof m.status !== 'string') return;
-    if (['Downloading', 'Extracting', 'Waiting'].includes(m.status)) return;
-    out.write((m.id ? `${String(m.id)}: ` : '') + m.status + '\n');
+    if (!opts.quiet) printer.handle(m);
   });
-  out.write(`${at >= 0 ? name : `${fromImage}:${t}`}\n`);
+  out.write(`${at >= 0 ? name : t ? `${fromImage}:${t}` : fromImage}\n`);
 }
 
 /** `repo[:tag]` where the tag is after the last ':' that follows the last '/'. */
