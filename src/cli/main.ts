@@ -11,6 +11,7 @@ import { daemonCommands } from './commands/daemon.js';
 import { hubCommands } from './commands/hub.js';
 import { imageCommands } from './commands/images.js';
 import { registryCommands } from './commands/registry.js';
+import { networkCommands } from './commands/network.js';
 import { systemCommands } from './commands/system.js';
 import { type CliContext, closeClient, connect } from './context.js';
 import { describeError, ExitError } from './errors.js';
@@ -32,6 +33,7 @@ export function buildProgram(ctx: CliContext): Command {
   registryCommands(program, ctx);
   containerCommands(program, ctx);
   cpCommand(program, ctx);
+  networkCommands(program, ctx);
   daemonCommands(program);
   hubCommands(program);
   composeCommand(program, ctx);

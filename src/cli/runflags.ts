@@ -3,6 +3,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ExitError } from './errors.js';
+import { type NetFlags, netBody } from './netflags.js';
 
 /** go-units RAMInBytes: binary units, e.g. 512m, 1g, 1.5GiB. */
 export function parseMemory(v: string, flag: string): number {
@@ -33,7 +34,7 @@ function parseInteger(v: string, flag: string): number {
   return Number(v);
 }
 
-export interface RunFlags {
+export interface RunFlags extends NetFlags {
   detach?: boolean;
   rm?: boolean;
   interactive?: boolean;
@@ -127,8 +128,7 @@ export function createBody(image: string, cmd: string[], f: RunFlags): Record<st
       throw new ExitError(125, `invalid argument "${u}" for "--ulimit" flag: invalid ulimit argument: ${u}`);
     return { Name: m[1], Soft: Number(m[2]), Hard: Number(m[3] ?? m[2]) };
   });
-  const exposed: Record<string, object> = {};
-  for (const e of f.expose) exposed[e.includes('/') ? e : `${e}/tcp`] = {};
+  const net = netBody(f);
   const body: Record<string, unknown> = {
     Hostname: f.hostname ?? '',
     Domainname: '',
@@ -145,7 +145,7 @@ export function createBody(image: string, cmd: string[], f: RunFlags): Record<st
     WorkingDir: f.workdir ?? '',
     Entrypoint: f.entrypoint !== undefined ? (f.entrypoint === '' ? [''] : [f.entrypoint]) : null,
     Labels: keyValues(f.label),
-    ExposedPorts: exposed,
+    ...net.top,
     ...(f.stopSignal ? { StopSignal: f.stopSignal } : {}),
     ...(f.stopTimeout !== undefined ? { StopTimeout: parseInteger(f.stopTimeout, '--stop-timeout') } : {}),
     HostConfig: {
@@ -183,7 +183,9 @@ export function createBody(image: string, cmd: string[], f: RunFlags): Record<st
       Init: f.init ? true : null,
       ConsoleSize: f.tty && process.stdout.isTTY ? [process.stdout.rows, process.stdout.columns] : [0, 0],
       LogConfig: { Type: '', Config: {} },
+      ...net.host,
     },
+    ...(net.networking ? { NetworkingConfig: net.networking } : {}),
   };
   return body;
 }

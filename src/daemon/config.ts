@@ -24,6 +24,13 @@ export interface DaemonOptions {
   tlsCert?: string;
   tlsKey?: string;
   tlsCaCert?: string;
+  /** default bridge device ("bridge") */
+  bridge: string;
+  bip?: string;
+  defaultAddressPools: { base: string; size: number }[];
+  /** prefix of Berth's iptables chains */
+  iptablesChainPrefix: string;
+  dns: string[];
 }
 
 export const DEFAULT_SOCKET = '/run/berth/berth.sock';
@@ -41,6 +48,10 @@ export const defaults: DaemonOptions = {
   cgroupParent: '/berth',
   tls: false,
   tlsVerify: false,
+  bridge: 'berth0',
+  defaultAddressPools: [],
+  iptablesChainPrefix: 'BERTH',
+  dns: [],
 };
 
 /** The daemon.json keys Berth understands, with Docker's names. */
@@ -61,6 +72,11 @@ const fileKeys: Record<string, keyof DaemonOptions> = {
   tlscert: 'tlsCert',
   tlskey: 'tlsKey',
   tlscacert: 'tlsCaCert',
+  bridge: 'bridge',
+  bip: 'bip',
+  'default-address-pools': 'defaultAddressPools',
+  'iptables-chain-prefix': 'iptablesChainPrefix',
+  dns: 'dns',
 };
 
 export async function readConfigFile(file: string, required: boolean): Promise<Partial<DaemonOptions>> {
@@ -83,7 +99,22 @@ export async function readConfigFile(file: string, required: boolean): Promise<P
   for (const [k, v] of Object.entries(raw)) {
     const key = fileKeys[k];
     if (!key) throw invalidArgument(`the following directives don't match any configuration option: ${k}`);
-    const want = key === 'hubListen' || key === 'hubRoot' ? 'string' : typeof defaults[key];
+    if (key === 'defaultAddressPools') {
+      if (
+        !Array.isArray(v) ||
+        !v.every(
+          (p: unknown) =>
+            typeof p === 'object' &&
+            p !== null &&
+            typeof (p as { base?: unknown }).base === 'string' &&
+            typeof (p as { size?: unknown }).size === 'number',
+        )
+      )
+        throw invalidArgument(`invalid type for "${k}" in ${file}: want [{"base": "CIDR", "size": N}]`);
+      out[key] = v;
+      continue;
+    }
+    const want = key === 'hubListen' || key === 'hubRoot' || key === 'bip' ? 'string' : typeof defaults[key];
     const isList = Array.isArray(defaults[key]);
     if (
       isList
@@ -95,6 +126,13 @@ export async function readConfigFile(file: string, required: boolean): Promise<P
   }
   if (out.logLevel !== undefined && !isLogLevel(out.logLevel as string))
     throw invalidArgument(`invalid log level "${String(out.logLevel)}" in ${file}`);
+  if (
+    out.iptablesChainPrefix !== undefined &&
+    !/^[A-Za-z][A-Za-z0-9_-]{0,18}$/.test(out.iptablesChainPrefix as string)
+  )
+    throw invalidArgument(`invalid iptables-chain-prefix in ${file}: letters, digits, _ and -, at most 19`);
+  if (out.bridge !== undefined && !/^[a-zA-Z0-9_.-]{1,15}$/.test(out.bridge as string))
+    throw invalidArgument(`invalid bridge name in ${file}: at most 15 letters, digits, _ . -`);
   return out as Partial<DaemonOptions>;
 }
 

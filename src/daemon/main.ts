@@ -99,6 +99,13 @@ export async function main(argv: string[]): Promise<void> {
     debug: opts.debug,
     labels: opts.labels,
     cgroupParent: opts.cgroupParent,
+    network: {
+      bridge: opts.bridge,
+      bip: opts.bip,
+      defaultAddressPools: opts.defaultAddressPools,
+      chainPrefix: opts.iptablesChainPrefix,
+      dns: opts.dns,
+    },
   });
 
   const servers: http.Server[] = [];

@@ -10,6 +10,8 @@ import { ExecService } from './containers/exec.js';
 import { ContainerService } from './containers/service.js';
 import { ConmonRuntime } from './runtime/conmon.js';
 import { EventBus } from './events/events.js';
+import type { NetworkConfig } from './network/network.js';
+import { NetworkService } from './network/service.js';
 import { ImageStore } from './images/store.js';
 import { OverlaySnapshotter } from './snapshots/overlay.js';
 import type { Snapshotter } from './snapshots/snapshots.js';
@@ -23,6 +25,7 @@ export interface EngineConfig {
   labels: string[];
   /** Absolute cgroup path containers are placed under, e.g. /berth. */
   cgroupParent: string;
+  network: NetworkConfig;
 }
 
 export class Engine {
@@ -32,6 +35,7 @@ export class Engine {
   readonly runtime: ConmonRuntime;
   readonly containers: ContainerService;
   readonly execs: ExecService;
+  readonly network: NetworkService;
   readonly events = new EventBus();
   readonly startedAt = Date.now();
   readonly id: string;
@@ -49,6 +53,7 @@ export class Engine {
       this.snapshots,
       this.events,
     );
+    this.network = new NetworkService(config.network, config.dataRoot, config.execRoot, this.events);
     this.runtime = new ConmonRuntime({ runcRoot: path.join(config.execRoot, 'runc') });
     this.containers = new ContainerService({
       images: this.images,
@@ -56,12 +61,17 @@ export class Engine {
       snapshots: this.snapshots,
       runtime: this.runtime,
       events: this.events,
+      network: this.network,
       dataRoot: config.dataRoot,
       execRoot: config.execRoot,
       cgroupParent: config.cgroupParent,
     });
     this.images.usage = (id) => this.containers.imageUsage(id);
     this.execs = new ExecService(this.containers, this.runtime);
+    this.network.containers = {
+      resolve: (ref) => this.containers.tryGet(ref)?.id,
+      isRunning: (id) => !!this.containers.tryGet(id)?.state.Running,
+    };
   }
 
   /** Creates the data root and recovers whatever a crash left behind. */
@@ -80,12 +90,15 @@ export class Engine {
     await engine.content.init();
     await engine.snapshots.init();
     await engine.images.init();
+    await engine.network.init();
     await engine.containers.init();
+    await engine.network.reconcile(new Set(engine.containers.list().map((r) => r.id)));
     return engine;
   }
 
   /** Containers keep running under conmon; only the daemon's watchers stop. */
   async close(): Promise<void> {
     this.containers.close();
+    await this.network.close();
   }
 }

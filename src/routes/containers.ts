@@ -49,7 +49,11 @@ export function containerRoutes(router: Router, engine: Engine): void {
       list = list.filter((r) => r.state.Running || r.state.Restarting);
     list.sort((a, b) => Date.parse(b.created) - Date.parse(a.created));
     if (limit > 0) list = list.slice(0, limit);
-    sendJson(ctx.res, 200, list.map(summary));
+    sendJson(
+      ctx.res,
+      200,
+      list.map((r) => summary(r, engine)),
+    );
   });
 
   router.add('POST', '/containers/prune', async (ctx) => {
@@ -437,7 +441,8 @@ function displayImage(r: ContainerRecord): string {
   }
 }
 
-function summary(r: ContainerRecord): Record<string, unknown> {
+function summary(r: ContainerRecord, engine: Engine): Record<string, unknown> {
+  const net = engine.network.summary(r.id);
   return {
     Id: r.id,
     Names: [`/${r.name}`],
@@ -445,12 +450,12 @@ function summary(r: ContainerRecord): Record<string, unknown> {
     ImageID: r.imageId,
     Command: [r.path, ...r.args].join(' '),
     Created: Math.floor(Date.parse(r.created) / 1000),
-    Ports: [],
+    Ports: net.Ports,
     Labels: r.config.Labels,
     State: r.state.Status,
     Status: statusText(r),
     HostConfig: { NetworkMode: r.hostConfig.NetworkMode },
-    NetworkSettings: { Networks: {} },
+    NetworkSettings: { Networks: net.Networks },
     Mounts: [],
   };
 }
@@ -476,30 +481,11 @@ function inspect(r: ContainerRecord, engine: Engine): Record<string, unknown> {
     ProcessLabel: '',
     AppArmorProfile: '',
     ExecIDs: null,
-    HostConfig: r.hostConfig,
+    HostConfig: { ...r.hostConfig, ...engine.network.hostConfigView(r.id) },
     GraphDriver: { Data: null, Name: 'overlay2' },
     Mounts: [],
     Config: { ...r.config, Image: r.image },
-    NetworkSettings: {
-      Bridge: '',
-      SandboxID: '',
-      HairpinMode: false,
-      LinkLocalIPv6Address: '',
-      LinkLocalIPv6PrefixLen: 0,
-      Ports: {},
-      SandboxKey: '',
-      SecondaryIPAddresses: null,
-      SecondaryIPv6Addresses: null,
-      EndpointID: '',
-      Gateway: '',
-      GlobalIPv6Address: '',
-      GlobalIPv6PrefixLen: 0,
-      IPAddress: '',
-      IPPrefixLen: 0,
-      IPv6Gateway: '',
-      MacAddress: '',
-      Networks: {},
-    },
+    NetworkSettings: engine.network.settings(r.id),
   };
 }
 

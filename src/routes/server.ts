@@ -19,6 +19,7 @@ import { containerRoutes, handleAttachUpgrade } from './containers.js';
 import { distributionRoutes } from './distribution.js';
 import { execRoutes, handleExecUpgrade } from './exec.js';
 import { imageRoutes } from './images.js';
+import { networkRoutes } from './networks.js';
 import { systemRoutes } from './system.js';
 
 const VERSION_PREFIX = /^\/v(\d+\.\d+)(\/.*)$/;
@@ -33,6 +34,7 @@ export function buildRouter(engine: Engine): Router {
   imageRoutes(router, engine);
   containerRoutes(router, engine);
   execRoutes(router, engine);
+  networkRoutes(router, engine);
   return router;
 }
 

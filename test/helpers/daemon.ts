@@ -2,7 +2,8 @@
  * Test daemons: each gets its own data root, exec root and socket, and is stopped by PID.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, promises as fsp, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -32,7 +33,9 @@ export async function startDaemon(
   reuse: { dir?: string } = {},
 ): Promise<TestDaemon> {
   const dir = reuse.dir ?? mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
-  writeFileSync(path.join(dir, 'daemon.json'), JSON.stringify(config));
+  // Each test daemon gets its own bridge, subnets and iptables chains, so daemons run side by side.
+  const net = reuse.dir ? readNetConfig(dir) : testNetConfig();
+  writeFileSync(path.join(dir, 'daemon.json'), JSON.stringify({ ...net, ...config }));
   const dataRoot = path.join(dir, 'data');
   const execRoot = path.join(dir, 'run');
   const socket = path.join(dir, 'berth.sock');
@@ -72,6 +75,7 @@ export async function startDaemon(
         clearTimeout(timer);
       }
       await removeContainers(dataRoot);
+      await removeNetworking(dataRoot, { ...net, ...config });
       await cleanupDir(dir);
     },
   };
@@ -82,6 +86,63 @@ export async function startDaemon(
   }
   await daemon.stop();
   throw new Error(`berthd did not come up: ${output}`);
+}
+
+/** A bridge, a /24 for it and a /16 pool for user networks, and chain names of this daemon's own. */
+export function testNetConfig(): Record<string, unknown> {
+  const r = randomBytes(3);
+  const a = 64 + (r[0] % 128);
+  const tag = r.toString('hex');
+  return {
+    bridge: `bt${tag}`,
+    bip: `10.${a}.${r[1]}.1/24`,
+    'default-address-pools': [{ base: `10.${a}.0.0/16`, size: 24 }],
+    'iptables-chain-prefix': `BT${tag}`,
+  };
+}
+
+function readNetConfig(dir: string): Record<string, unknown> {
+  try {
+    const c = JSON.parse(readFileSync(path.join(dir, 'daemon.json'), 'utf8')) as Record<string, unknown>;
+    return c.bridge ? c : testNetConfig();
+  } catch {
+    return testNetConfig();
+  }
+}
+
+/** Deletes the bridges and iptables chains a test daemon made (a killed daemon leaves them). */
+export async function removeNetworking(dataRoot: string, cfg: Record<string, unknown>): Promise<void> {
+  const bridges = new Set<string>();
+  if (typeof cfg.bridge === 'string') bridges.add(cfg.bridge);
+  const netDir = path.join(dataRoot, 'network', 'networks');
+  for (const f of await fsp.readdir(netDir).catch(() => [] as string[])) {
+    try {
+      const rec = JSON.parse(await fsp.readFile(path.join(netDir, f), 'utf8')) as { bridge?: string };
+      if (rec.bridge) bridges.add(rec.bridge);
+    } catch {
+      // half-written: nothing to learn
+    }
+  }
+  for (const b of bridges) spawnSync('ip', ['link', 'del', b]);
+  const p = cfg['iptables-chain-prefix'];
+  if (typeof p !== 'string') return;
+  const jumps: [string, string, string[]][] = [
+    ['nat', 'PREROUTING', ['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', p]],
+    ['nat', 'OUTPUT', ['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', p]],
+    ['nat', 'POSTROUTING', ['-j', `${p}-POSTROUTING`]],
+    ['filter', 'FORWARD', ['-j', `${p}-FORWARD`]],
+  ];
+  for (const [t, c, rule] of jumps)
+    for (let i = 0; i < 5; i++)
+      if (spawnSync('iptables', ['-w', '-t', t, '-D', c, ...rule]).status !== 0) break;
+  for (const [t, c] of [
+    ['nat', p],
+    ['nat', `${p}-POSTROUTING`],
+    ['filter', `${p}-FORWARD`],
+  ]) {
+    spawnSync('iptables', ['-w', '-t', t, '-F', c]);
+    spawnSync('iptables', ['-w', '-t', t, '-X', c]);
+  }
 }
 
 /** Stops and deletes, by their conmon PIDs, any containers a test left running. */

@@ -10,6 +10,7 @@ import { copyRaw, demux, terminalSize } from '../stdio.js';
 import { binarySize } from '../../common/units.js';
 import { formatTable, humanSize, truncateId } from '../table.js';
 import { goTime, parseFilterFlags, pullWithProgress, since, splitRepoTag } from './images.js';
+import { formatPorts } from './network.js';
 import { relativeTime } from './system.js';
 
 function collect(v: string, prev: string[]): string[] {
@@ -54,13 +55,25 @@ function addRunFlags(cmd: Command): Command {
     .option('--tmpfs <mount>', 'mount a tmpfs directory', collect, [])
     .option('--security-opt <opt>', 'security options', collect, [])
     .option('--group-add <group>', 'add additional groups to join', collect, [])
-    .option('--network <mode>', 'connect a container to a network (none, host)')
+    .option(
+      '--network <mode>',
+      'connect a container to a network (bridge, host, none, container:<id>, or a name)',
+    )
     .option('--pid <mode>', 'PID namespace to use')
     .option('--ipc <mode>', 'IPC mode to use')
     .option('--uts <mode>', 'UTS namespace to use')
     .option('--restart <policy>', 'restart policy to apply when a container exits', undefined)
     .option('-p, --publish <port>', "publish a container's port(s) to the host", collect, [])
     .option('--expose <port>', 'expose a port or a range of ports', collect, [])
+    .option('-P, --publish-all', 'publish all exposed ports to random ports')
+    .option('--dns <ip>', 'set custom DNS servers', collect, [])
+    .option('--dns-search <domain>', 'set custom DNS search domains', collect, [])
+    .option('--dns-option <option>', 'set DNS options', collect, [])
+    .option('--add-host <host:ip>', 'add a custom host-to-IP mapping (host:ip)', collect, [])
+    .option('--ip <address>', 'IPv4 address (e.g., 172.30.100.104)')
+    .option('--mac-address <mac>', 'container MAC address (e.g., 92:d0:c6:0a:29:33)')
+    .option('--network-alias <alias>', 'add network-scoped alias for the container', collect, [])
+    .option('--network-rate <rate>', 'limit network bandwidth in and out (e.g. 10mbit)')
     .option('--platform <platform>', 'set platform if server is multi-platform capable')
     .option('--pull <when>', 'pull image before running ("always", "missing", "never")', 'missing')
     .option('--detach-keys <keys>', 'override the key sequence for detaching a container')
@@ -201,7 +214,7 @@ function psColumns(noTrunc: boolean): Column<ContainerSummary>[] {
     { header: 'COMMAND', field: 'Command', value: (c) => cmd(c.Command) },
     { header: 'CREATED', field: 'RunningFor', value: (c) => since(c.Created) },
     { header: 'STATUS', field: 'Status', value: (c) => c.Status },
-    { header: 'PORTS', field: 'Ports', value: () => '' },
+    { header: 'PORTS', field: 'Ports', value: (c) => formatPorts(c.Ports ?? []) },
     { header: 'NAMES', field: 'Names', value: (c) => c.Names.map((n) => n.replace(/^\//, '')).join(',') },
   ];
 }
@@ -618,7 +631,7 @@ export function containerCommands(program: Command, ctx: CliContext): void {
             Command: cols[2].value(c),
             CreatedAt: goTime(c.Created),
             RunningFor: since(c.Created),
-            Ports: '',
+            Ports: formatPorts(c.Ports ?? []),
             State: c.State,
             Status: c.Status,
             Size: '0B',
@@ -627,7 +640,9 @@ export function containerCommands(program: Command, ctx: CliContext): void {
               .map(([k, v]) => `${k}=${v}`)
               .join(','),
             Mounts: '',
-            Networks: '',
+            Networks: Object.keys(
+              (c as { NetworkSettings?: { Networks?: object } }).NetworkSettings?.Networks ?? {},
+            ).join(','),
           }));
         },
       );

@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, promises as fsp, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { readJsonIfExists, writeJsonAtomic } from '../../common/atomic.js';
 import type { Digest } from '../../common/digest.js';
 import { BerthError, conflict, invalidArgument, notFound } from '../../common/errors.js';
 import { log } from '../../common/log.js';
 import type { EventBus } from '../events/events.js';
+import type { NetworkService } from '../network/service.js';
+import type { NetnsMode } from '../network/network.js';
 import type { ContentStore } from '../content/content.js';
 import { applyChanges } from '../images/changes.js';
 import type { ImageStore } from '../images/store.js';
@@ -27,6 +29,7 @@ export interface ContainerDeps {
   snapshots: Snapshotter;
   runtime: ConmonRuntime;
   events: EventBus;
+  network: NetworkService;
   dataRoot: string;
   execRoot: string;
   /** Absolute cgroup parent for containers, e.g. /berth. */
@@ -149,6 +152,7 @@ export class ContainerService {
   /** After a daemon restart: reattach to running containers, record exits that happened meanwhile. */
   private async recover(rec: ContainerRecord): Promise<void> {
     if (!rec.state.Running) {
+      await this.d.network.tearDown(rec.id).catch(() => undefined);
       if (rec.hostConfig.AutoRemove && rec.state.Status === 'exited')
         await this.remove(rec.id, { force: true });
       else if (
@@ -292,10 +296,12 @@ export class ContainerService {
     this.names.set(cname, id);
     try {
       await fsp.mkdir(this.dir(id), { recursive: true, mode: 0o700 });
+      await this.d.network.prepare(id, cname, body);
       await this.d.snapshots.prepare(id, img.record.chainId);
       await this.save(rec);
     } catch (err) {
       this.names.delete(cname);
+      await this.d.network.forget(id).catch(() => undefined);
       await this.d.snapshots.removeActive(id).catch(() => undefined);
       await fsp.rm(this.dir(id), { recursive: true, force: true });
       throw err;
@@ -364,7 +370,8 @@ export class ContainerService {
     try {
       await this.d.snapshots.unmount(rootfs);
       await this.d.snapshots.mount(rec.id, rootfs);
-      const spec = this.specFor(rec, bundle, rootfs);
+      const netns = await this.d.network.setUp(rec.id);
+      const spec = this.specFor(rec, bundle, rootfs, netns);
       rec.generation++;
       rec.stoppedByUser = false;
       const created = await this.d.runtime.create(rec.id, bundle, spec, {
@@ -431,7 +438,7 @@ export class ContainerService {
     }
   }
 
-  private specFor(rec: ContainerRecord, bundle: string, rootfs: string) {
+  private specFor(rec: ContainerRecord, bundle: string, rootfs: string, netns: NetnsMode) {
     const h = rec.hostConfig;
     const user = resolveUser(rootfs, rec.config.User, (h.GroupAdd as string[] | null) ?? []);
     const env = [...rec.config.Env];
@@ -476,7 +483,6 @@ export class ContainerService {
         options: ['nosuid', 'nodev', 'noexec', ...(opts ? opts.split(',') : [])],
       })),
     ];
-    const hostNet = h.NetworkMode === 'host';
     const spec = buildSpec({
       id: rec.id,
       rootfs,
@@ -491,7 +497,7 @@ export class ContainerService {
         pid: h.PidMode === 'host' ? 'host' : 'private',
         ipc: h.IpcMode === 'host' ? 'host' : 'private',
         uts: h.UTSMode === 'host' ? 'host' : 'private',
-        network: hostNet ? 'host' : 'private',
+        network: netns.kind === 'host' ? 'host' : { path: netns.path },
       },
       mounts,
       resources: {
@@ -517,30 +523,15 @@ export class ContainerService {
       shmSize: h.ShmSize,
       cgroupsPath: `${this.d.cgroupParent}/${rec.id}`,
     });
-    if (!hostNet) {
-      // A fresh network namespace has its loopback down; bring it up once runc has made it.
-      (spec as { hooks?: unknown }).hooks = {
-        createRuntime: [
-          {
-            path: '/bin/sh',
-            args: [
-              'sh',
-              '-c',
-              'pid=$(sed -n \'s/.*"pid": *\\([0-9]*\\).*/\\1/p\'); exec nsenter -t "$pid" -n ip link set lo up',
-            ],
-          },
-        ],
-      };
-    }
     return spec;
   }
 
   private writeEtcFiles(rec: ContainerRecord, bundle: string): void {
-    const host = rec.config.Hostname;
+    const net = this.d.network.etcFiles(rec.id);
     const files: Record<string, string> = {
-      hostname: `${host}\n`,
-      hosts: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t${host}\n`,
-      'resolv.conf': hostResolvConf(),
+      hostname: `${rec.config.Hostname}\n`,
+      hosts: net.hosts,
+      'resolv.conf': net.resolvConf,
     };
     for (const [name, content] of Object.entries(files)) writeFileSync(path.join(bundle, name), content);
   }
@@ -635,6 +626,7 @@ export class ContainerService {
   private async cleanupRun(rec: ContainerRecord): Promise<void> {
     const bundle = this.bundle(rec.id);
     await this.d.runtime.delete(rec.id, true).catch(() => undefined);
+    await this.d.network.tearDown(rec.id);
     await this.d.snapshots.unmount(path.join(bundle, 'rootfs'));
     removeCgroup(`${this.d.cgroupParent}/${rec.id}`);
   }
@@ -730,6 +722,7 @@ export class ContainerService {
     rec.name = n;
     this.names.set(n, rec.id);
     await this.save(rec);
+    await this.d.network.rename(rec.id, n);
     this.d.events.publish('container', 'rename', rec.id, { name: n, oldName: `/${old}` });
   }
 
@@ -753,6 +746,7 @@ export class ContainerService {
     rec.state.Status = 'removing';
     live.cancelWatch?.();
     await this.cleanupRun(rec).catch(() => undefined);
+    await this.d.network.forget(rec.id);
     await this.d.snapshots.removeActive(rec.id);
     await fsp.rm(this.bundle(rec.id), { recursive: true, force: true });
     await fsp.rm(this.dir(rec.id), { recursive: true, force: true });
@@ -975,17 +969,6 @@ export function labelMatch(labels: Record<string, string>, f: string): boolean {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function hostResolvConf(): string {
-  try {
-    const text = readFileSync('/etc/resolv.conf', 'utf8');
-    // Loopback resolvers on the host are unreachable from a container's own network namespace.
-    const lines = text.split('\n').filter((l) => !/^\s*nameserver\s+(127\.|::1)/.test(l));
-    return lines.join('\n');
-  } catch {
-    return '';
-  }
 }
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
