@@ -12,7 +12,7 @@ import { Engine } from '../engine/engine.js';
 import { createApiServer } from '../routes/server.js';
 import { validateRegistryConfig } from '../distribution/hosts.js';
 import { createHubServer } from '../hub/server.js';
-import { FsHubStorage } from '../hub/storage.js';
+import { openHub } from '../hub/config.js';
 import {
   DEFAULT_SOCKET,
   type DaemonOptions,
@@ -208,9 +208,8 @@ async function startHub(listenAddr: string, root: string): Promise<http.Server> 
   const host = m[1].replace(/^\[|\]$/g, '');
   if (!isLoopback(host))
     throw invalidArgument(`refusing to serve the hub on non-loopback ${listenAddr} without TLS`);
-  const storage = new FsHubStorage(root);
-  await storage.init();
-  const server = createHubServer(storage);
+  const { storage, opts } = await openHub(root);
+  const server = createHubServer(storage, opts);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(Number(m[2]), host, () => resolve());

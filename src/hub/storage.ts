@@ -1,15 +1,18 @@
 /**
  * The hub's storage driver interface and its filesystem implementation.
  *
- * Blobs are content-addressed and verified on commit; manifests are blobs too, linked into a
- * repository by digest (revisions) and by tag. Every commit is a rename.
+ * Lifecycle: upload (start → append… → commit: verified, fsynced, renamed into blobs/) → link the
+ * blob into a repository (a repository only serves blobs linked into it, so a private repository's
+ * layers cannot be read through another name) → manifests are blobs too, linked by digest
+ * (revisions) and by tag; a manifest with a `subject` is also listed under its subject's referrers →
+ * unlink / delete → `gc` removes blobs no manifest references. Every commit is a rename.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { writeFileAtomic } from '../common/atomic.js';
+import { readJsonIfExists, syncDir, writeFileAtomic, writeJsonAtomic } from '../common/atomic.js';
 import { type Digest, digestHex, isDigest } from '../common/digest.js';
 import { errnoCode } from '../common/errors.js';
 
@@ -17,8 +20,10 @@ export interface HubStorage {
   init(): Promise<void>;
   blobSize(digest: Digest): Promise<number | undefined>;
   readBlob(digest: Digest, range?: { start: number; end: number }): Readable;
-  /** Starts an upload session; returns its id. */
-  startUpload(): Promise<string>;
+  /** Starts an upload session for a repository; returns its id. */
+  startUpload(repo: string): Promise<string>;
+  /** The repository an upload session belongs to. */
+  uploadRepo(id: string): Promise<string | undefined>;
   /** Appends to an upload; returns its new size. `offset` must equal the current size. */
   appendUpload(id: string, data: Readable, offset?: number): Promise<number>;
   uploadSize(id: string): Promise<number | undefined>;
@@ -33,6 +38,31 @@ export interface HubStorage {
   repositories(): Promise<string[]>;
   deleteManifest(repo: string, digest: Digest): Promise<boolean>;
   deleteTag(repo: string, tag: string): Promise<boolean>;
+  /** Makes a stored blob readable through `repo`. */
+  linkBlob(repo: string, digest: Digest): Promise<void>;
+  /** Whether `repo` may serve the blob (linked and present). */
+  hasBlobIn(repo: string, digest: Digest): Promise<boolean>;
+  unlinkBlob(repo: string, digest: Digest): Promise<boolean>;
+  addReferrer(repo: string, subject: Digest, descriptor: Descriptor): Promise<void>;
+  referrers(repo: string, subject: Digest): Promise<Descriptor[]>;
+  removeReferrer(repo: string, subject: Digest, digest: Digest): Promise<void>;
+  repoMeta(repo: string): Promise<RepoMeta>;
+  setRepoMeta(repo: string, meta: RepoMeta): Promise<void>;
+}
+
+export interface Descriptor {
+  mediaType: string;
+  digest: Digest;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+/** What the hub knows about a repository beyond its content. */
+export interface RepoMeta {
+  private?: boolean;
+  description?: string;
+  stars?: number;
 }
 
 export class FsHubStorage implements HubStorage {
@@ -42,7 +72,8 @@ export class FsHubStorage implements HubStorage {
     return path.join(this.root, 'blobs', 'sha256', digestHex(d).slice(0, 2), digestHex(d));
   }
   private uploadPath(id: string): string {
-    if (!/^[0-9a-f-]{36}$/.test(id)) throw new Error('bad upload id');
+    if (!/^[0-9a-f-]{36}$/.test(id))
+      throw Object.assign(new Error('upload unknown'), { code: 'BLOB_UPLOAD_UNKNOWN' });
     return path.join(this.root, 'uploads', id);
   }
   private repoDir(repo: string): string {
@@ -52,6 +83,46 @@ export class FsHubStorage implements HubStorage {
   async init(): Promise<void> {
     for (const d of ['blobs/sha256', 'uploads', 'repositories'])
       await fsp.mkdir(path.join(this.root, d), { recursive: true });
+    // Hubs written before repositories had blob links: link what their manifests reference.
+    for (const repo of await this.repositories()) {
+      const layers = path.join(this.repoDir(repo), '_layers');
+      if (existsSync(layers)) continue;
+      for (const rev of await this.revisions(repo))
+        for (const d of [rev, ...(await this.referencedBlobs(rev))])
+          if ((await this.blobSize(d)) !== undefined) await this.linkBlob(repo, d);
+      await fsp.mkdir(layers, { recursive: true });
+    }
+  }
+
+  /** The manifest digests linked into a repository. */
+  async revisions(repo: string): Promise<Digest[]> {
+    try {
+      return (await fsp.readdir(path.join(this.repoDir(repo), '_manifests', 'revisions')))
+        .map((h) => `sha256:${h}`)
+        .filter(isDigest);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
+  /** The blobs a stored manifest names: config and layers, or an index's manifests; subject excluded. */
+  async referencedBlobs(manifest: Digest): Promise<Digest[]> {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(await fsp.readFile(this.blobPath(manifest), 'utf8'));
+    } catch {
+      return [];
+    }
+    const out: Digest[] = [];
+    const take = (v: unknown) => {
+      const d = (v as { digest?: unknown } | null)?.digest;
+      if (typeof d === 'string' && isDigest(d)) out.push(d);
+    };
+    const m = parsed as { config?: unknown; layers?: unknown; manifests?: unknown; blobs?: unknown };
+    take(m.config);
+    for (const list of [m.layers, m.manifests, m.blobs]) if (Array.isArray(list)) list.forEach(take);
+    return out;
   }
 
   async blobSize(digest: Digest): Promise<number | undefined> {
@@ -66,10 +137,20 @@ export class FsHubStorage implements HubStorage {
     return createReadStream(this.blobPath(digest), range);
   }
 
-  async startUpload(): Promise<string> {
+  async startUpload(repo: string): Promise<string> {
     const id = randomUUID();
+    await fsp.writeFile(`${this.uploadPath(id)}.repo`, repo);
     await fsp.writeFile(this.uploadPath(id), '');
     return id;
+  }
+
+  async uploadRepo(id: string): Promise<string | undefined> {
+    if (!/^[0-9a-f-]{36}$/.test(id)) return undefined;
+    try {
+      return await fsp.readFile(`${this.uploadPath(id)}.repo`, 'utf8');
+    } catch {
+      return undefined;
+    }
   }
 
   async uploadSize(id: string): Promise<number | undefined> {
@@ -93,18 +174,27 @@ export class FsHubStorage implements HubStorage {
     const p = this.uploadPath(id);
     const hash = createHash('sha256');
     for await (const c of createReadStream(p)) hash.update(c as Buffer);
+    await fsp.rm(`${p}.repo`, { force: true });
     if (`sha256:${hash.digest('hex')}` !== digest) {
       await fsp.rm(p, { force: true });
       return false;
     }
+    const fh = await fsp.open(p, 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     const dest = this.blobPath(digest);
     await fsp.mkdir(path.dirname(dest), { recursive: true });
     await fsp.rename(p, dest);
+    await syncDir(path.dirname(dest));
     return true;
   }
 
   async cancelUpload(id: string): Promise<void> {
     await fsp.rm(this.uploadPath(id), { force: true });
+    await fsp.rm(`${this.uploadPath(id)}.repo`, { force: true });
   }
 
   async linkManifest(repo: string, digest: Digest, mediaType: string, tag?: string): Promise<void> {
@@ -160,7 +250,8 @@ export class FsHubStorage implements HubStorage {
         return;
       }
       if (names.includes('_manifests')) out.push(prefix.join('/'));
-      for (const n of names) if (n !== '_manifests') await walk(path.join(dir, n), [...prefix, n]);
+      for (const n of names)
+        if (!n.startsWith('_') && !n.startsWith('.')) await walk(path.join(dir, n), [...prefix, n]);
     };
     await walk(path.join(this.root, 'repositories'), []);
     return out.sort();
@@ -183,5 +274,67 @@ export class FsHubStorage implements HubStorage {
     } catch {
       return false;
     }
+  }
+
+  private blobLink(repo: string, digest: Digest): string {
+    return path.join(this.repoDir(repo), '_layers', digestHex(digest));
+  }
+
+  async linkBlob(repo: string, digest: Digest): Promise<void> {
+    const link = this.blobLink(repo, digest);
+    if (existsSync(link)) return;
+    await fsp.mkdir(path.dirname(link), { recursive: true });
+    await writeFileAtomic(link, digest);
+  }
+
+  async hasBlobIn(repo: string, digest: Digest): Promise<boolean> {
+    return existsSync(this.blobLink(repo, digest)) && (await this.blobSize(digest)) !== undefined;
+  }
+
+  async unlinkBlob(repo: string, digest: Digest): Promise<boolean> {
+    try {
+      await fsp.unlink(this.blobLink(repo, digest));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private referrerDir(repo: string, subject: Digest): string {
+    return path.join(this.repoDir(repo), '_referrers', digestHex(subject));
+  }
+
+  async addReferrer(repo: string, subject: Digest, descriptor: Descriptor): Promise<void> {
+    const dir = this.referrerDir(repo, subject);
+    await fsp.mkdir(dir, { recursive: true });
+    await writeJsonAtomic(path.join(dir, digestHex(descriptor.digest)), descriptor);
+  }
+
+  async referrers(repo: string, subject: Digest): Promise<Descriptor[]> {
+    let names: string[];
+    try {
+      names = (await fsp.readdir(this.referrerDir(repo, subject))).filter((n) => !n.startsWith('.')).sort();
+    } catch {
+      return [];
+    }
+    const out: Descriptor[] = [];
+    for (const n of names) {
+      const d = await readJsonIfExists<Descriptor>(path.join(this.referrerDir(repo, subject), n));
+      if (d && (await this.hasManifest(repo, d.digest))) out.push(d);
+    }
+    return out;
+  }
+
+  async removeReferrer(repo: string, subject: Digest, digest: Digest): Promise<void> {
+    await fsp.rm(path.join(this.referrerDir(repo, subject), digestHex(digest)), { force: true });
+  }
+
+  async repoMeta(repo: string): Promise<RepoMeta> {
+    return (await readJsonIfExists<RepoMeta>(path.join(this.repoDir(repo), '_meta.json'))) ?? {};
+  }
+
+  async setRepoMeta(repo: string, meta: RepoMeta): Promise<void> {
+    await fsp.mkdir(this.repoDir(repo), { recursive: true });
+    await writeJsonAtomic(path.join(this.repoDir(repo), '_meta.json'), meta);
   }
 }

@@ -149,7 +149,8 @@ test('the hub refuses bad input with OCI error codes', async () => {
   assert.equal(unknown.status, 404);
   assert.equal(code(unknown), 'BLOB_UPLOAD_UNKNOWN');
   const name = await hubRequest('GET', '/v2/UPPER/../x/manifests/latest');
-  assert.equal(name.status, 404);
+  assert.equal(name.status, 400);
+  assert.equal(code(name), 'NAME_INVALID');
   const notJson = await hubRequest('PUT', '/v2/t/x/manifests/v2', '{oops', {
     'Content-Type': 'application/vnd.oci.image.manifest.v1+json',
   });
