@@ -13,6 +13,7 @@ import { imageCommands } from './commands/images.js';
 import { registryCommands } from './commands/registry.js';
 import { networkCommands } from './commands/network.js';
 import { systemCommands } from './commands/system.js';
+import { inspectVolume, volumeCommands } from './commands/volumes.js';
 import { type CliContext, closeClient, connect } from './context.js';
 import { describeError, ExitError } from './errors.js';
 import { printInspect } from './output.js';
@@ -34,6 +35,7 @@ export function buildProgram(ctx: CliContext): Command {
   containerCommands(program, ctx);
   cpCommand(program, ctx);
   networkCommands(program, ctx);
+  volumeCommands(program, ctx);
   daemonCommands(program);
   hubCommands(program);
   composeCommand(program, ctx);
@@ -50,8 +52,15 @@ export function buildProgram(ctx: CliContext): Command {
       for (const n of names) {
         const byContainer = (x: string): Promise<unknown> => client.inspectContainer(x);
         const byImage = (x: string): Promise<unknown> => client.inspectImage(x);
+        const byVolume = (x: string): Promise<unknown> => inspectVolume(client, x);
         const tries =
-          o.type === 'image' ? [byImage] : o.type === 'container' ? [byContainer] : [byContainer, byImage];
+          o.type === 'image'
+            ? [byImage]
+            : o.type === 'container'
+              ? [byContainer]
+              : o.type === 'volume'
+                ? [byVolume]
+                : [byContainer, byImage, byVolume];
         let obj: unknown;
         for (const get of tries) {
           try {

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { ExitError } from './errors.js';
 import { type NetFlags, netBody } from './netflags.js';
+import { mountFlags } from './mountflags.js';
 
 /** go-units RAMInBytes: binary units, e.g. 512m, 1g, 1.5GiB. */
 export function parseMemory(v: string, flag: string): number {
@@ -81,6 +82,9 @@ export interface RunFlags extends NetFlags {
   platform?: string;
   pull?: string;
   detachKeys?: string;
+  volume?: string[];
+  mount?: string[];
+  volumesFrom?: string[];
 }
 
 function envFileLines(file: string): string[] {
@@ -129,6 +133,7 @@ export function createBody(image: string, cmd: string[], f: RunFlags): Record<st
     return { Name: m[1], Soft: Number(m[2]), Hard: Number(m[3] ?? m[2]) };
   });
   const net = netBody(f);
+  const mounts = mountFlags(f.volume ?? [], f.mount ?? []);
   const body: Record<string, unknown> = {
     Hostname: f.hostname ?? '',
     Domainname: '',
@@ -146,6 +151,7 @@ export function createBody(image: string, cmd: string[], f: RunFlags): Record<st
     Entrypoint: f.entrypoint !== undefined ? (f.entrypoint === '' ? [''] : [f.entrypoint]) : null,
     Labels: keyValues(f.label),
     ...net.top,
+    Volumes: mounts.volumes,
     ...(f.stopSignal ? { StopSignal: f.stopSignal } : {}),
     ...(f.stopTimeout !== undefined ? { StopTimeout: parseInteger(f.stopTimeout, '--stop-timeout') } : {}),
     HostConfig: {
@@ -184,6 +190,9 @@ export function createBody(image: string, cmd: string[], f: RunFlags): Record<st
       ConsoleSize: f.tty && process.stdout.isTTY ? [process.stdout.rows, process.stdout.columns] : [0, 0],
       LogConfig: { Type: '', Config: {} },
       ...net.host,
+      Binds: mounts.binds.length ? mounts.binds : null,
+      Mounts: mounts.mounts.length ? mounts.mounts : null,
+      VolumesFrom: f.volumesFrom?.length ? f.volumesFrom : null,
     },
     ...(net.networking ? { NetworkingConfig: net.networking } : {}),
   };

@@ -15,6 +15,7 @@ import { NetworkService } from './network/service.js';
 import { ImageStore } from './images/store.js';
 import { OverlaySnapshotter } from './snapshots/overlay.js';
 import type { Snapshotter } from './snapshots/snapshots.js';
+import { VolumeService } from './volumes/service.js';
 
 export interface EngineConfig {
   dataRoot: string;
@@ -34,6 +35,7 @@ export class Engine {
   readonly images: ImageStore;
   readonly runtime: ConmonRuntime;
   readonly containers: ContainerService;
+  readonly volumes: VolumeService;
   readonly execs: ExecService;
   readonly network: NetworkService;
   readonly events = new EventBus();
@@ -55,7 +57,9 @@ export class Engine {
     );
     this.network = new NetworkService(config.network, config.dataRoot, config.execRoot, this.events);
     this.runtime = new ConmonRuntime({ runcRoot: path.join(config.execRoot, 'runc') });
+    this.volumes = new VolumeService(config.dataRoot, this.events);
     this.containers = new ContainerService({
+      volumes: this.volumes,
       images: this.images,
       content: this.content,
       snapshots: this.snapshots,
@@ -91,6 +95,7 @@ export class Engine {
     await engine.snapshots.init();
     await engine.images.init();
     await engine.network.init();
+    await engine.volumes.init();
     await engine.containers.init();
     await engine.network.reconcile(new Set(engine.containers.list().map((r) => r.id)));
     return engine;

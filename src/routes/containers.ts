@@ -13,6 +13,8 @@ import type { ContainerRecord } from '../engine/containers/containers.js';
 import { labelMatch, type WaitCondition } from '../engine/containers/service.js';
 import { toUtcNano } from '../engine/containers/logs.js';
 import type { Engine } from '../engine/engine.js';
+import { mountPlaceholders } from '../engine/volumes/mounts.js';
+import { publicMount } from '../engine/volumes/volumes.js';
 import { humanDurationSince } from './format.js';
 import {
   checkFilterKeys,
@@ -115,7 +117,10 @@ export function containerRoutes(router: Router, engine: Engine): void {
   });
 
   router.add('DELETE', '/containers/{id}', async (ctx) => {
-    await svc.remove(ctx.params.id, { force: queryBool(ctx.query, 'force') });
+    await svc.remove(ctx.params.id, {
+      force: queryBool(ctx.query, 'force'),
+      volumes: queryBool(ctx.query, 'v'),
+    });
     sendEmpty(ctx.res, 204);
   });
 
@@ -244,7 +249,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
   router.add('GET', '/containers/{id}/archive', async (ctx) => {
     const p = ctx.query.get('path');
     if (!p) throw invalidArgument('path is required');
-    await svc.withRootfs(ctx.params.id, async (root) => {
+    await svc.withPathRoot(ctx.params.id, p, async (root, p) => {
       if (ctx.req.method === 'HEAD') {
         const { stat } = await statPath(root, p);
         ctx.res.writeHead(200, {
@@ -265,7 +270,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
   router.add('PUT', '/containers/{id}/archive', async (ctx) => {
     const p = ctx.query.get('path');
     if (!p) throw invalidArgument('path is required');
-    await svc.withRootfs(ctx.params.id, (root) => extractToPath(root, p, ctx.req));
+    await svc.withPathRoot(ctx.params.id, p, (root, p) => extractToPath(root, p, ctx.req));
     ctx.res.writeHead(200, { 'Content-Length': 0 });
     ctx.res.end();
   });
@@ -273,7 +278,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
   router.add('GET', '/containers/{id}/export', async (ctx) => {
     await svc.withRootfs(ctx.params.id, async (root) => {
       ctx.res.writeHead(200, { 'Content-Type': 'application/x-tar' });
-      await pipeline(exportRoot(root), ctx.res);
+      await pipeline(exportRoot(root, mountPlaceholders(svc.get(ctx.params.id).mounts)), ctx.res);
     });
   });
 
@@ -456,7 +461,7 @@ function summary(r: ContainerRecord, engine: Engine): Record<string, unknown> {
     Status: statusText(r),
     HostConfig: { NetworkMode: r.hostConfig.NetworkMode },
     NetworkSettings: { Networks: net.Networks },
-    Mounts: [],
+    Mounts: (r.mounts ?? []).map(publicMount),
   };
 }
 
@@ -483,7 +488,7 @@ function inspect(r: ContainerRecord, engine: Engine): Record<string, unknown> {
     ExecIDs: null,
     HostConfig: { ...r.hostConfig, ...engine.network.hostConfigView(r.id) },
     GraphDriver: { Data: null, Name: 'overlay2' },
-    Mounts: [],
+    Mounts: (r.mounts ?? []).map(publicMount),
     Config: { ...r.config, Image: r.image },
     NetworkSettings: engine.network.settings(r.id),
   };

@@ -21,6 +21,7 @@ import { execRoutes, handleExecUpgrade } from './exec.js';
 import { imageRoutes } from './images.js';
 import { networkRoutes } from './networks.js';
 import { systemRoutes } from './system.js';
+import { volumeRoutes } from './volumes.js';
 
 const VERSION_PREFIX = /^\/v(\d+\.\d+)(\/.*)$/;
 
@@ -35,6 +36,7 @@ export function buildRouter(engine: Engine): Router {
   containerRoutes(router, engine);
   execRoutes(router, engine);
   networkRoutes(router, engine);
+  volumeRoutes(router, engine);
   return router;
 }
 

@@ -77,6 +77,9 @@ function addRunFlags(cmd: Command): Command {
     .option('--platform <platform>', 'set platform if server is multi-platform capable')
     .option('--pull <when>', 'pull image before running ("always", "missing", "never")', 'missing')
     .option('--detach-keys <keys>', 'override the key sequence for detaching a container')
+    .option('-v, --volume <volume>', 'bind mount a volume', collect, [])
+    .option('--mount <mount>', 'attach a filesystem mount to the container', collect, [])
+    .option('--volumes-from <container>', 'mount volumes from the specified container(s)', collect, [])
     .passThroughOptions();
 }
 

@@ -63,16 +63,24 @@ export async function archivePath(root: string, p: string): Promise<{ stat: Path
   return { stat, tar: packTree(host, path.posix.basename(p.replace(/\/+$/, '')) || '.') };
 }
 
-/** `docker export`: the whole root file system, entries relative to it. */
-export function exportRoot(root: string): Readable {
-  return packTree(root, '');
+/**
+ * `docker export`: the whole root file system, entries relative to it. `mountPoints` (relative
+ * paths) are the container's mount destinations: left out when they are empty placeholders.
+ */
+export function exportRoot(root: string, mountPoints?: Set<string>): Readable {
+  return packTree(root, '', mountPoints);
 }
 
 /** A tar of a host tree (devices, fifos and sockets left out); `name` '' puts the tree's children at the top. */
-function packTree(host: string, name: string): Readable {
+function packTree(host: string, name: string, skipEmpty?: Set<string>): Readable {
   const pack = tar.pack();
   const walk = async (hostPath: string, name: string): Promise<void> => {
     const st = await fsp.lstat(hostPath);
+    if (
+      skipEmpty?.has(name) &&
+      (st.isDirectory() ? (await fsp.readdir(hostPath)).length === 0 : st.size === 0)
+    )
+      return;
     const common = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
     if (st.isDirectory()) {
       if (name) await entry(pack, { ...common, name: `${name}/`, type: 'directory' });

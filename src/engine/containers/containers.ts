@@ -6,6 +6,7 @@
  * and record deleted). `--rm` containers remove themselves after exiting.
  */
 import type { Digest } from '../../common/digest.js';
+import type { MountPoint } from '../volumes/volumes.js';
 
 export type Status = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
 
@@ -102,6 +103,8 @@ export interface ContainerRecord {
   stoppedByUser: boolean;
   /** Monotonic start counter: tells one run's exit from the next's. */
   generation: number;
+  /** Volumes, binds and tmpfs mounts (the volumes room's MountPoints). */
+  mounts?: MountPoint[];
 }
 
 export const ZERO_TIME = '0001-01-01T00:00:00Z';

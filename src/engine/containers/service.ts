@@ -17,11 +17,14 @@ import { conmonAlive, type ConmonRuntime, RuntimeError } from '../runtime/conmon
 import type { AttachConnection, OutputStream } from '../runtime/runtime.js';
 import { buildSpec } from '../runtime/spec.js';
 import type { Snapshotter } from '../snapshots/snapshots.js';
+import { ociMounts, rootfsPropagation } from '../volumes/mounts.js';
+import type { VolumeService } from '../volumes/service.js';
 import { type ContainerRecord, newState, type Status, ZERO_TIME } from './containers.js';
 import type { ContainerConfig as ImageContainerConfig } from '../images/manifest.js';
 import { commandOf, mergeEnv, parseConfig, parseHostConfig } from './create.js';
 import { filterEntries, followEntries, type LogEntry, type LogOptions, readEntries } from './logs.js';
 import { resolveUser } from './user.js';
+import { mountPlaceholders } from '../volumes/mounts.js';
 
 export interface ContainerDeps {
   images: ImageStore;
@@ -30,6 +33,7 @@ export interface ContainerDeps {
   runtime: ConmonRuntime;
   events: EventBus;
   network: NetworkService;
+  volumes: VolumeService;
   dataRoot: string;
   execRoot: string;
   /** Absolute cgroup parent for containers, e.g. /berth. */
@@ -146,6 +150,9 @@ export class ContainerService {
       this.records.set(id, rec);
       this.names.set(rec.name, id);
     }
+    await this.d.volumes.reconcile(
+      [...this.records.values()].map((r) => ({ id: r.id, running: r.state.Running, mounts: r.mounts ?? [] })),
+    );
     for (const rec of this.records.values()) await this.recover(rec);
   }
 
@@ -154,7 +161,7 @@ export class ContainerService {
     if (!rec.state.Running) {
       await this.d.network.tearDown(rec.id).catch(() => undefined);
       if (rec.hostConfig.AutoRemove && rec.state.Status === 'exited')
-        await this.remove(rec.id, { force: true });
+        await this.remove(rec.id, { force: true, volumes: true });
       else if (
         ['always'].includes(rec.hostConfig.RestartPolicy.Name) ||
         (rec.hostConfig.RestartPolicy.Name === 'unless-stopped' && !rec.stoppedByUser)
@@ -264,6 +271,11 @@ export class ContainerService {
         `Conflict. The container name "/${cname}" is already in use by container "${taken}". You have to remove (or rename) that container to be able to reuse that name.`,
       );
     const ic = img.config.config ?? {};
+    const mountPlan = this.d.volumes.plan(
+      hostConfig,
+      [...Object.keys(ic.Volumes ?? {}), ...Object.keys(config.Volumes ?? {})],
+      (ref) => this.get(ref).mounts ?? [],
+    );
     const env = mergeEnv(ic.Env ?? [], config.Env);
     if (!env.some((e) => e.startsWith('PATH=')))
       env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
@@ -298,10 +310,12 @@ export class ContainerService {
       await fsp.mkdir(this.dir(id), { recursive: true, mode: 0o700 });
       await this.d.network.prepare(id, cname, body);
       await this.d.snapshots.prepare(id, img.record.chainId);
+      rec.mounts = await this.d.volumes.attach(id, mountPlan);
       await this.save(rec);
     } catch (err) {
       this.names.delete(cname);
       await this.d.network.forget(id).catch(() => undefined);
+      await this.d.volumes.detach(id, rec.mounts ?? [], true);
       await this.d.snapshots.removeActive(id).catch(() => undefined);
       await fsp.rm(this.dir(id), { recursive: true, force: true });
       throw err;
@@ -371,6 +385,7 @@ export class ContainerService {
       await this.d.snapshots.unmount(rootfs);
       await this.d.snapshots.mount(rec.id, rootfs);
       const netns = await this.d.network.setUp(rec.id);
+      await this.d.volumes.setup(rec.id, rec.mounts ?? [], rootfs);
       const spec = this.specFor(rec, bundle, rootfs, netns);
       rec.generation++;
       rec.stoppedByUser = false;
@@ -482,6 +497,7 @@ export class ContainerService {
         source: 'tmpfs',
         options: ['nosuid', 'nodev', 'noexec', ...(opts ? opts.split(',') : [])],
       })),
+      ...ociMounts(rec.mounts ?? []),
     ];
     const spec = buildSpec({
       id: rec.id,
@@ -523,6 +539,8 @@ export class ContainerService {
       shmSize: h.ShmSize,
       cgroupsPath: `${this.d.cgroupParent}/${rec.id}`,
     });
+    const propagation = rootfsPropagation(rec.mounts ?? []);
+    if (propagation) (spec.linux as Record<string, unknown>).rootfsPropagation = propagation;
     return spec;
   }
 
@@ -586,7 +604,7 @@ export class ContainerService {
     this.d.events.publish('container', 'die', id, { ...this.attrs(rec), exitCode: String(code) });
     this.notifyExit(id, code);
     if (rec.hostConfig.AutoRemove) {
-      await this.remove(id, { force: true }).catch((err: unknown) =>
+      await this.remove(id, { force: true, volumes: true }).catch((err: unknown) =>
         log.warn('auto-remove failed', { id, error: String(err) }),
       );
       return;
@@ -628,6 +646,7 @@ export class ContainerService {
     await this.d.runtime.delete(rec.id, true).catch(() => undefined);
     await this.d.network.tearDown(rec.id);
     await this.d.snapshots.unmount(path.join(bundle, 'rootfs'));
+    await this.d.volumes.teardown(rec.id, rec.mounts ?? []);
     removeCgroup(`${this.d.cgroupParent}/${rec.id}`);
   }
 
@@ -726,7 +745,7 @@ export class ContainerService {
     this.d.events.publish('container', 'rename', rec.id, { name: n, oldName: `/${old}` });
   }
 
-  async remove(ref: string, opts: { force?: boolean } = {}): Promise<void> {
+  async remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
     const rec = this.get(ref);
     if (rec.state.Running && !opts.force) {
       throw conflict(
@@ -752,6 +771,7 @@ export class ContainerService {
     await fsp.rm(this.dir(rec.id), { recursive: true, force: true });
     this.records.delete(rec.id);
     this.names.delete(rec.name);
+    await this.d.volumes.detach(rec.id, rec.mounts ?? [], !!opts.volumes);
     this.d.events.publish('container', 'destroy', rec.id, this.attrs(rec));
     for (const c of live.clients) c.onEnd();
     for (const w of live.removeWaiters.splice(0)) w();
@@ -815,7 +835,7 @@ export class ContainerService {
   async diff(ref: string): Promise<Change[]> {
     const rec = this.get(ref);
     const spec = await this.d.snapshots.prepare(rec.id, this.d.images.resolve(rec.imageId).record.chainId);
-    return changes(spec.upperDir, spec.lowerDirs);
+    return changes(spec.upperDir, spec.lowerDirs, mountPlaceholders(rec.mounts));
   }
 
   /** Docker's `commit`: the container's changes become a new layer on top of its image. */
@@ -838,7 +858,9 @@ export class ContainerService {
     if (pause) await this.d.runtime.pause(rec.id);
     let blob;
     try {
-      blob = await this.d.content.ingest(diffTar(spec.upperDir, spec.lowerDirs));
+      blob = await this.d.content.ingest(
+        diffTar(spec.upperDir, spec.lowerDirs, mountPlaceholders(rec.mounts)),
+      );
     } finally {
       if (pause) await this.d.runtime.resume(rec.id).catch(() => undefined);
     }
@@ -913,6 +935,17 @@ export class ContainerService {
     } finally {
       if (!this.records.get(rec.id)?.state.Running) await this.d.snapshots.unmount(rootfs);
     }
+  }
+
+  /**
+   * Like withRootfs, for path `p`: when a mount covers it, the root is that mount's host view
+   * (so `cp` reads and writes volumes and binds, as Docker does).
+   */
+  async withPathRoot<T>(ref: string, p: string, fn: (root: string, p: string) => Promise<T>): Promise<T> {
+    const rec = this.get(ref);
+    const view = this.d.volumes.hostView(rec.mounts ?? [], p, rec.state.Running ? rec.state.Pid : 0);
+    if (view) return fn(view.root, view.path);
+    return this.withRootfs(ref, (root) => fn(root, p));
   }
 
   /** Streams log entries; with follow, keeps going until the container stops or `signal` fires. */

@@ -40,8 +40,12 @@ const RUNTIME_MOUNTPOINTS = new Set([
   'dev/mqueue',
 ]);
 
-function isPlaceholder(rel: string, st: Stats, below: boolean): boolean {
-  return !below && RUNTIME_MOUNTPOINTS.has(rel) && (st.isDirectory() || (st.isFile() && st.size === 0));
+function isPlaceholder(rel: string, st: Stats, below: boolean, extra?: Set<string>): boolean {
+  return (
+    !below &&
+    (RUNTIME_MOUNTPOINTS.has(rel) || !!extra?.has(rel)) &&
+    (st.isDirectory() || (st.isFile() && st.size === 0))
+  );
 }
 
 /** Walks `upper` (sorted), telling for each path whether a lower layer had it. */
@@ -50,6 +54,7 @@ async function walk(
   lowers: string[],
   visit: (rel: string, st: Stats, existedBelow: boolean) => Promise<void>,
   rel = '',
+  extra?: Set<string>,
 ): Promise<void> {
   for (const name of (await fsp.readdir(path.join(upper, rel))).sort()) {
     const r = rel ? `${rel}/${name}` : name;
@@ -65,26 +70,33 @@ async function walk(
       }
     }
     if (
-      isPlaceholder(r, st, below) &&
+      isPlaceholder(r, st, below, extra) &&
       (!st.isDirectory() || (await fsp.readdir(path.join(upper, r))).length === 0)
     )
       continue;
     await visit(r, st, below);
-    if (st.isDirectory() && !isWhiteout(st)) await walk(upper, lowers, visit, r);
+    if (st.isDirectory() && !isWhiteout(st)) await walk(upper, lowers, visit, r, extra);
   }
 }
 
-export async function changes(upper: string, lowers: string[]): Promise<Change[]> {
+/** `mountPoints`: the container's own mount destinations (relative), left out like runc's. */
+export async function changes(upper: string, lowers: string[], mountPoints?: Set<string>): Promise<Change[]> {
   const out: Change[] = [];
-  await walk(upper, lowers, async (rel, st, below) => {
-    if (isWhiteout(st)) out.push({ Path: `/${rel}`, Kind: 2 });
-    else out.push({ Path: `/${rel}`, Kind: below ? 0 : 1 });
-  });
+  await walk(
+    upper,
+    lowers,
+    async (rel, st, below) => {
+      if (isWhiteout(st)) out.push({ Path: `/${rel}`, Kind: 2 });
+      else out.push({ Path: `/${rel}`, Kind: below ? 0 : 1 });
+    },
+    '',
+    mountPoints,
+  );
   return out;
 }
 
 /** The upper directory as a layer tar (uncompressed), entries sorted, times kept. */
-export function diffTar(upper: string, lowers: string[]): Readable {
+export function diffTar(upper: string, lowers: string[], mountPoints?: Set<string>): Readable {
   const pack = tar.pack();
   const add = (header: Parameters<tar.Pack['entry']>[0], file?: string) =>
     new Promise<void>((resolve, reject) => {
@@ -98,29 +110,35 @@ export function diffTar(upper: string, lowers: string[]): Readable {
         src.pipe(sink as unknown as NodeJS.WritableStream);
       }
     });
-  void walk(upper, lowers, async (rel, st) => {
-    const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
-    const dir = path.posix.dirname(rel) === '.' ? '' : `${path.posix.dirname(rel)}/`;
-    if (isWhiteout(st))
-      return add({
-        ...base,
-        name: `${dir}.wh.${path.posix.basename(rel)}`,
-        type: 'file',
-        size: 0,
-        mode: 0o644,
-      });
-    const p = path.join(upper, rel);
-    if (st.isDirectory()) {
-      await add({ ...base, name: `${rel}/`, type: 'directory' });
-      if (isOpaque(p))
-        await add({ ...base, name: `${rel}/.wh..wh..opq`, type: 'file', size: 0, mode: 0o644 });
-      return;
-    }
-    if (st.isSymbolicLink())
-      return add({ ...base, name: rel, type: 'symlink', linkname: await fsp.readlink(p) });
-    if (st.isFIFO()) return add({ ...base, name: rel, type: 'fifo' });
-    if (st.isFile()) return add({ ...base, name: rel, type: 'file', size: st.size }, p);
-  }).then(
+  void walk(
+    upper,
+    lowers,
+    async (rel, st) => {
+      const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
+      const dir = path.posix.dirname(rel) === '.' ? '' : `${path.posix.dirname(rel)}/`;
+      if (isWhiteout(st))
+        return add({
+          ...base,
+          name: `${dir}.wh.${path.posix.basename(rel)}`,
+          type: 'file',
+          size: 0,
+          mode: 0o644,
+        });
+      const p = path.join(upper, rel);
+      if (st.isDirectory()) {
+        await add({ ...base, name: `${rel}/`, type: 'directory' });
+        if (isOpaque(p))
+          await add({ ...base, name: `${rel}/.wh..wh..opq`, type: 'file', size: 0, mode: 0o644 });
+        return;
+      }
+      if (st.isSymbolicLink())
+        return add({ ...base, name: rel, type: 'symlink', linkname: await fsp.readlink(p) });
+      if (st.isFIFO()) return add({ ...base, name: rel, type: 'fifo' });
+      if (st.isFile()) return add({ ...base, name: rel, type: 'file', size: st.size }, p);
+    },
+    '',
+    mountPoints,
+  ).then(
     () => pack.finalize(),
     (err: unknown) => pack.destroy(err as Error),
   );
