@@ -261,6 +261,12 @@ export class RegistryClient {
       res.body.resume();
       throw notFound(`blob ${digest} not found in ${this.ep.repo}`);
     }
+    if (res.status === 416 && offset) {
+      res.body.resume();
+      throw invalidArgument(
+        `blob ${digest} is shorter than its descriptor says (nothing past byte ${offset})`,
+      );
+    }
     if (res.status !== 200 && res.status !== 206) {
       res.body.resume();
       throw unavailable(`registry answered ${res.status} for blob ${digest}`);
