@@ -260,9 +260,11 @@ export function composeCommand(program: Command, ctx: CliContext): Command {
         pull: o.pull as UpOptions['pull'],
       };
       for (const s of Object.keys(up.scale ?? {})) checkServices(p, [s]);
+      // Attached output starts with what the containers print from now on (started below).
+      const since = (Date.now() / 1000).toFixed(3);
       await engine.up(up);
       if (o.detach || o.wait || o.start === false) return;
-      await attached(c, engine, p, services, o, cmd);
+      await attached(c, engine, p, services, o, cmd, since);
     });
 
   compose
@@ -738,6 +740,7 @@ async function attached(
   services: string[],
   o: Record<string, unknown>,
   cmd: Command,
+  since: string,
 ): Promise<void> {
   const names = dependencyOrder(p, services, o.deps === false);
   const list = await projectContainers(c, p.name, { services: names });
@@ -779,10 +782,10 @@ async function attached(
       list,
       {
         follow: true,
-        tail: '0',
+        tail: 'all',
         colour: colourWanted(cmd, o.color === false),
         prefix: o.logPrefix !== false,
-        since: undefined,
+        since,
         onExit: (pc, code) => {
           process.stdout.write(`${pc.name} exited with code ${code}\n`);
           if (o.abortOnContainerExit && !stopping) {

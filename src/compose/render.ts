@@ -12,7 +12,8 @@ function clean(v: unknown): unknown {
     }
     return out;
   }
-  return v;
+  // Written back escaped, so the output reads back to the same model.
+  return typeof v === 'string' ? v.replace(/\$/g, '$$$$') : v;
 }
 
 export function projectModel(p: Project): Record<string, unknown> {
