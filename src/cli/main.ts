@@ -9,6 +9,7 @@ import { containerCommands } from './commands/containers.js';
 import { cpCommand } from './commands/cp.js';
 import { daemonCommands } from './commands/daemon.js';
 import { hubCommands } from './commands/hub.js';
+import { searchCommand } from './commands/search.js';
 import { imageCommands } from './commands/images.js';
 import { registryCommands } from './commands/registry.js';
 import { networkCommands } from './commands/network.js';
@@ -38,6 +39,7 @@ export function buildProgram(ctx: CliContext): Command {
   volumeCommands(program, ctx);
   daemonCommands(program);
   hubCommands(program);
+  searchCommand(program, ctx);
   composeCommand(program, ctx);
   program
     .command('inspect')

@@ -17,6 +17,7 @@ import {
 } from './http.js';
 import { containerRoutes, handleAttachUpgrade } from './containers.js';
 import { distributionRoutes } from './distribution.js';
+import { searchRoutes } from './search.js';
 import { execRoutes, handleExecUpgrade } from './exec.js';
 import { imageRoutes } from './images.js';
 import { networkRoutes } from './networks.js';
@@ -32,6 +33,7 @@ export function buildRouter(engine: Engine): Router {
   const router = new Router();
   systemRoutes(router, engine);
   distributionRoutes(router, engine);
+  searchRoutes(router, engine);
   imageRoutes(router, engine);
   containerRoutes(router, engine);
   execRoutes(router, engine);
