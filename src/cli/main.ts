@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { ApiError } from '../client/client.js';
 import { ComposeError } from '../compose/errors.js';
 import { composeCommand } from '../compose/commands.js';
+import { buildCommands } from './commands/build.js';
 import { containerCommands } from './commands/containers.js';
 import { cpCommand } from './commands/cp.js';
 import { daemonCommands } from './commands/daemon.js';
@@ -33,6 +34,7 @@ export function buildProgram(ctx: CliContext): Command {
   systemCommands(program, ctx);
   imageCommands(program, ctx);
   registryCommands(program, ctx);
+  buildCommands(program, ctx);
   containerCommands(program, ctx);
   cpCommand(program, ctx);
   networkCommands(program, ctx);

@@ -432,6 +432,28 @@ export class Client {
       onMessage,
     );
   }
+  /** POST /build: the context (a tar, or a bare Dockerfile) streams as the body. */
+  build(
+    context: Readable,
+    query: Record<string, string | number | boolean | string[] | undefined>,
+    onMessage: (m: JsonMessage) => void,
+  ): Promise<void> {
+    return this.jsonStream(
+      {
+        method: 'POST',
+        path: '/build',
+        query,
+        stream: context,
+        headers: { 'Content-Type': 'application/x-tar', 'X-Registry-Config': 'e30=' },
+      },
+      onMessage,
+    );
+  }
+  pruneBuildCache(
+    query: { all?: boolean } = {},
+  ): Promise<{ CachesDeleted: string[] | null; SpaceReclaimed: number }> {
+    return this.json({ method: 'POST', path: '/build/prune', query: { all: query.all ? 1 : undefined } });
+  }
   async saveImages(names: string[]): Promise<Readable> {
     const res = await this.stream({ method: 'GET', path: '/images/get', query: { names } });
     return res.stream;

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../common/atomic.js';
+import { Builder } from './build/builder.js';
 import { FileContentStore } from './content/store.js';
 import { ExecService } from './containers/exec.js';
 import { ContainerService } from './containers/service.js';
@@ -38,6 +39,7 @@ export class Engine {
   readonly volumes: VolumeService;
   readonly execs: ExecService;
   readonly network: NetworkService;
+  readonly builder: Builder;
   readonly events = new EventBus();
   readonly startedAt = Date.now();
   readonly id: string;
@@ -76,6 +78,10 @@ export class Engine {
       resolve: (ref) => this.containers.tryGet(ref)?.id,
       isRunning: (id) => !!this.containers.tryGet(id)?.state.Running,
     };
+    this.builder = new Builder(
+      { images: this.images, content: this.content, snapshots: this.snapshots, containers: this.containers },
+      config.dataRoot,
+    );
   }
 
   /** Creates the data root and recovers whatever a crash left behind. */
@@ -98,6 +104,7 @@ export class Engine {
     await engine.volumes.init();
     await engine.containers.init();
     await engine.network.reconcile(new Set(engine.containers.list().map((r) => r.id)));
+    await engine.builder.init();
     return engine;
   }
 

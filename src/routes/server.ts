@@ -15,6 +15,7 @@ import {
   sendJson,
   standardHeaders,
 } from './http.js';
+import { buildRoutes } from './build.js';
 import { containerRoutes, handleAttachUpgrade } from './containers.js';
 import { distributionRoutes } from './distribution.js';
 import { searchRoutes } from './search.js';
@@ -39,6 +40,7 @@ export function buildRouter(engine: Engine): Router {
   execRoutes(router, engine);
   networkRoutes(router, engine);
   volumeRoutes(router, engine);
+  buildRoutes(router, engine);
   return router;
 }
 

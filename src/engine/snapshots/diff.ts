@@ -95,8 +95,17 @@ export async function changes(upper: string, lowers: string[], mountPoints?: Set
   return out;
 }
 
-/** The upper directory as a layer tar (uncompressed), entries sorted, times kept. */
-export function diffTar(upper: string, lowers: string[], mountPoints?: Set<string>): Readable {
+/**
+ * The upper directory as a layer tar (uncompressed), entries sorted, times kept; with `clampMtime`
+ * (SOURCE_DATE_EPOCH) no time is later than it, so the same content gives the same bytes.
+ */
+export function diffTar(
+  upper: string,
+  lowers: string[],
+  mountPoints?: Set<string>,
+  opts: { clampMtime?: Date } = {},
+): Readable {
+  const clamp = opts.clampMtime;
   const pack = tar.pack();
   const add = (header: Parameters<tar.Pack['entry']>[0], file?: string) =>
     new Promise<void>((resolve, reject) => {
@@ -114,7 +123,8 @@ export function diffTar(upper: string, lowers: string[], mountPoints?: Set<strin
     upper,
     lowers,
     async (rel, st) => {
-      const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
+      const mtime = clamp && st.mtime > clamp ? clamp : st.mtime;
+      const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime };
       const dir = path.posix.dirname(rel) === '.' ? '' : `${path.posix.dirname(rel)}/`;
       if (isWhiteout(st))
         return add({
