@@ -45,7 +45,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
     const all = queryBool(ctx.query, 'all');
     const limit = queryInt(ctx.query, 'limit', -1);
     const f = parseFilters(ctx.query);
-    checkFilterKeys(f, ['id', 'name', 'label', 'status', 'exited', 'ancestor', 'before', 'since']);
+    checkFilterKeys(f, ['id', 'name', 'label', 'status', 'exited', 'ancestor', 'before', 'since', 'volume']);
     let list = svc.list().filter((r) => matches(r, f, engine));
     if (!all && limit <= 0 && !f.status && !f.exited)
       list = list.filter((r) => r.state.Running || r.state.Restarting);
@@ -409,6 +409,11 @@ function matches(r: ContainerRecord, f: Record<string, string[]>, engine: Engine
         throw invalidArgument(`invalid filter 'status=${s}'`);
     if (!f.status.includes(r.state.Status)) return false;
   }
+  if (
+    f.volume &&
+    !f.volume.some((v) => (r.mounts ?? []).some((m) => m.Name === v || m.Source === v || m.Destination === v))
+  )
+    return false;
   if (f.exited && !(r.state.Status === 'exited' && f.exited.includes(String(r.state.ExitCode)))) return false;
   if (f.ancestor) {
     const ok = f.ancestor.some((a) => {

@@ -3,11 +3,13 @@
  * image, cp/diff/commit/export with mounts, restarts, and Docker's errors for bad mount specs.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import {
+  BERTH,
   berth,
   cleanupDir,
   docker,
@@ -492,4 +494,63 @@ test('restarts and a restarted daemon keep the mounts; nothing stays mounted aft
   assert.equal((await docker(d, ['rm', '-f', 'rs'])).code, 0);
   assert.deepEqual(mountedUnder(d.dir), []);
   assert.equal((await docker(d, ['volume', 'rm', 'rsvol', 'rtv'])).code, 0);
+});
+
+test('volume events, ps --filter volume=, rshared binds and relative -v sources from the CLI', async () => {
+  const since = Math.floor(Date.now() / 1000) - 1;
+  const src = path.join(tmp, 'shared-prop');
+  mkdirSync(src);
+  let r = await docker(d, [
+    'run',
+    '--name',
+    'evc',
+    '-v',
+    'evvol:/e',
+    '-v',
+    `${src}:/s:ro,z,rshared`,
+    BB,
+    'sh',
+    '-c',
+    'grep " /s " /proc/self/mountinfo',
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, / \/s ro,.* shared:\d+ /);
+  r = await docker(d, ['ps', '-a', '--filter', 'volume=evvol', '--format', '{{.Names}}']);
+  assert.equal(r.stdout.trim(), 'evc');
+  r = await docker(d, ['ps', '-a', '--filter', 'volume=/s', '--format', '{{.Names}}']);
+  assert.equal(r.stdout.trim(), 'evc');
+  r = await docker(d, ['ps', '-a', '--filter', 'volume=nothere', '--format', '{{.Names}}']);
+  assert.equal(r.stdout.trim(), '');
+  assert.equal((await docker(d, ['rm', 'evc'])).code, 0);
+  assert.equal((await docker(d, ['volume', 'rm', 'evvol'])).code, 0);
+  r = await docker(d, [
+    'events',
+    '--since',
+    String(since),
+    '--until',
+    String(Math.floor(Date.now() / 1000) + 1),
+    '--filter',
+    'type=volume',
+    '--format',
+    '{{.Action}} {{.Actor.ID}} {{index .Actor.Attributes "destination"}}',
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.split('\n').map((l) => l.trimEnd());
+  assert.deepEqual(
+    lines.filter((l) => l.includes('evvol')),
+    ['create evvol', 'mount evvol /e', 'unmount evvol', 'destroy evvol'],
+  );
+  // berth makes a relative host path absolute on the client side, as the docker CLI does.
+  const rel = spawnSync(
+    process.execPath,
+    [BERTH, '-H', d.host, 'run', '--rm', '-v', './relsrc:/r', BB, 'sh', '-c', 'echo rel > /r/f'],
+    {
+      cwd: tmp,
+      env: { ...process.env, BERTH_HOST: '', DOCKER_HOST: '' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    },
+  );
+  assert.equal(rel.status, 0, rel.stderr);
+  assert.equal(readFileSync(path.join(tmp, 'relsrc', 'f'), 'utf8'), 'rel\n');
 });

@@ -276,6 +276,13 @@ export class VolumeService {
         }
       }
       if (m.CopyData && !m.Subpath) await populate(rootfs, m.Destination, m.Source);
+      this.events.publish('volume', 'mount', m.Name, {
+        container: containerId,
+        destination: m.Destination,
+        driver: m.Driver,
+        propagation: m.Propagation,
+        'read/write': String(m.RW),
+      });
     }
   }
 
@@ -286,6 +293,7 @@ export class VolumeService {
       const users = this.active.get(m.Name);
       if (!users?.delete(containerId)) continue;
       if (users.size === 0) await this.driver.unmount(m.Name);
+      this.events.publish('volume', 'unmount', m.Name, { container: containerId, driver: m.Driver });
     }
   }
 
