@@ -251,7 +251,10 @@ test('private repositories: only the owner and admins pull, listings hide them, 
   assert.equal(mount.status, 202);
   const steal = await hub.req('GET', `/v2/bob/steal/blobs/${img.layer}`, undefined, bearer(bp));
   assert.equal(steal.status, 404);
-  // Search hides it from others too.
+  // The web pages and search hide it from others too.
+  assert.ok(!(await hub.req('GET', '/')).text.includes('alice/secret'));
+  assert.ok((await hub.req('GET', '/')).text.includes('alice/app'));
+  assert.equal((await hub.req('GET', '/r/alice/secret')).status, 404);
   const search = JSON.parse((await hub.req('GET', '/v1/search?q=secret')).text);
   assert.equal(search.num_results, 0);
 });
