@@ -216,13 +216,18 @@ async function main(): Promise<void> {
       },
       runs: Math.max(10, 10 * runsScale),
     });
+  const registry = existsSync('/usr/bin/docker-registry') ? await startRegistry() : undefined;
+  if (registry) workloads.push(...registryWorkloads(registry.host, await bigImageArchive(CACHE, 50, 3)));
+  else console.log('docker-registry not installed: no push/pull workloads');
   const daemons: Daemon[] = [await startBerthd()];
   const dockerd = which('dockerd');
   try {
     if (dockerd) daemons.push(await startDockerd(dockerd));
     else console.log('dockerd not on PATH: measuring berth only (apt-get install docker.io to compare)');
     const results: Record<string, Record<string, number>> = {};
-    for (const w of workloads) {
+    // BENCH_ONLY=<substring> runs the matching workloads only.
+    const only = process.env.BENCH_ONLY;
+    for (const w of workloads.filter((x) => !only || x.name.includes(only))) {
       results[w.name] = {};
       for (const d of daemons) {
         await w.setup?.(d);
@@ -248,7 +253,116 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const d of daemons) await stop(d);
+    await registry?.stop();
   }
+}
+
+/** Debian's reference registry on a free loopback port (insecure for both engines by default). */
+async function startRegistry(): Promise<{ host: string; stop(): Promise<void> }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-registry-'));
+  const port = await new Promise<number>((resolve) => {
+    const s = http.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+  await fsp.writeFile(
+    path.join(dir, 'config.yml'),
+    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/storage\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n`,
+  );
+  const proc = spawn('/usr/bin/docker-registry', ['serve', path.join(dir, 'config.yml')], {
+    stdio: 'ignore',
+  });
+  const host = `127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      http
+        .get(`http://${host}/v2/`, (res) => {
+          res.resume();
+          resolve(res.statusCode === 200);
+        })
+        .on('error', () => resolve(false));
+    });
+    if (up) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    host,
+    async stop() {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      await exited;
+      await fsp.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A JSON-message stream request (push, pull) that must end without an error message. */
+async function streamed(d: Daemon, p: string): Promise<void> {
+  const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = http.request(
+      { socketPath: d.socket, path: p, method: 'POST', headers: { 'X-Registry-Auth': 'e30=' } },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (data += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+  if (r.status !== 200 || r.body.includes('"error"'))
+    throw new Error(`${d.name} ${p}: ${r.status} ${r.body}`);
+}
+
+/**
+ * Push of a ~50 MB, 3-layer image to a new repository each run, and a cold pull of it (the image
+ * and its layers removed between runs), both against the same local reference registry.
+ */
+function registryWorkloads(reg: string, archive: string): Workload[] {
+  let n = 0;
+  const tag = async (d: Daemon, target: string) => {
+    const [repo, t] = target.split(/:(?=[^:/]+$)/);
+    const r = await api(
+      d.socket,
+      'POST',
+      `/images/bench/big:latest/tag?repo=${encodeURIComponent(repo)}&tag=${t}`,
+    );
+    if (r.status !== 201) throw new Error(`${d.name}: tag failed: ${r.body}`);
+  };
+  return [
+    {
+      name: 'push 50 MB image (3 layers), new repo',
+      setup: (d) => load(d, archive),
+      once: async (d) => {
+        const repo = `${reg}/bench/push-${d.name}-${++n}`;
+        await tag(d, `${repo}:latest`);
+        await streamed(d, `/images/${repo}/push?tag=latest`);
+      },
+      after: async (d) => removeImage(d, `${reg}/bench/push-${d.name}-${n}:latest`),
+      runs: 3,
+    },
+    {
+      name: 'cold pull 50 MB image (3 layers)',
+      setup: async (d) => {
+        await load(d, archive);
+        const repo = `${reg}/bench/pull-${d.name}`;
+        await tag(d, `${repo}:latest`);
+        await streamed(d, `/images/${repo}/push?tag=latest`);
+        await removeImage(d, 'bench/big:latest');
+        await removeImage(d, `${repo}:latest`);
+      },
+      once: (d) =>
+        streamed(
+          d,
+          `/images/create?fromImage=${encodeURIComponent(`${reg}/bench/pull-${d.name}`)}&tag=latest`,
+        ),
+      after: (d) => removeImage(d, `${reg}/bench/pull-${d.name}:latest`),
+      runs: 3,
+    },
+  ];
 }
 
 if (existsSync(path.join(ROOT, 'bin/berthd.js'))) {

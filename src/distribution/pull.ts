@@ -178,10 +178,13 @@ export async function pull(
   let parent: Digest | null = null;
   for (const d of diffIds) chains.push((parent = chainIdOf(parent, d)));
   const staged: (StagedLayer | undefined)[] = [];
-  const todo = manifest.layers.map((l, i) => ({ l, i })).filter(({ i }) => !deps.snapshots.has(chains[i]));
+  // A layer counts as present when both its snapshot and its blob are: the same files under another
+  // blob (say, recompressed by another tool) still need that blob, or the image could not be pushed.
+  const hasBlob = await Promise.all(manifest.layers.map((l) => deps.content.has(l.digest)));
+  const present = manifest.layers.map((_, i) => deps.snapshots.has(chains[i]) && hasBlob[i]);
+  const todo = manifest.layers.map((l, i) => ({ l, i })).filter(({ i }) => !present[i]);
   for (const { l, i } of manifest.layers.map((l, i) => ({ l, i })))
-    if (deps.snapshots.has(chains[i]))
-      onProgress({ status: 'Already exists', progressDetail: {}, id: shortId(l.digest) });
+    if (present[i]) onProgress({ status: 'Already exists', progressDetail: {}, id: shortId(l.digest) });
     else onProgress({ status: 'Pulling fs layer', progressDetail: {}, id: shortId(l.digest) });
   let next = 0;
   const worker = async () => {
@@ -189,7 +192,7 @@ export async function pull(
       const { l, i } = todo[next++];
       const id = shortId(l.digest);
       onProgress({ status: 'Waiting', progressDetail: {}, id });
-      staged[i] = await fetchLayer(deps, client, l.digest, l.size, (n) =>
+      staged[i] = await fetchLayer(deps, client, l.digest, l.size, !deps.snapshots.has(chains[i]), (n) =>
         onProgress({
           status: 'Downloading',
           progressDetail: { current: n, total: l.size },
@@ -221,7 +224,8 @@ export async function pull(
             expectedDiffId: diffIds[i],
           });
         onProgress({ status: 'Pull complete', progressDetail: {}, id: shortId(l.digest) });
-      }
+      } else if (!present[i])
+        onProgress({ status: 'Pull complete', progressDetail: {}, id: shortId(l.digest) });
       parent = chains[i];
     }
   } finally {
@@ -244,12 +248,13 @@ export async function pull(
   return id;
 }
 
-/** Downloads one layer into content (verified), unpacking as it streams. */
+/** Downloads one layer into content (verified), unpacking as it streams unless its snapshot exists. */
 async function fetchLayer(
   deps: PullDeps,
   client: RegistryClient,
   digest: Digest,
   size: number,
+  unpack: boolean,
   onBytes: (n: number) => void,
 ): Promise<StagedLayer | undefined> {
   if (await deps.content.has(digest)) return undefined;
@@ -263,6 +268,10 @@ async function fetchLayer(
       onBytes(n);
     }
   });
+  if (!unpack) {
+    await deps.content.ingest(stream, { digest, size });
+    return undefined;
+  }
   const r = await ingestEntry(deps, stream, { digest, size });
   return r.staged;
 }
