@@ -85,6 +85,96 @@ export interface RunFlags extends NetFlags {
   volume?: string[];
   mount?: string[];
   volumesFrom?: string[];
+  device: string[];
+  deviceReadBps: string[];
+  deviceWriteBps: string[];
+  healthCmd?: string;
+  healthInterval?: string;
+  healthTimeout?: string;
+  healthRetries?: string;
+  healthStartPeriod?: string;
+  healthStartInterval?: string;
+  /** commander's --no-healthcheck: false when given */
+  healthcheck?: boolean;
+  logDriver?: string;
+  logOpt: string[];
+}
+
+const DURATION_UNITS: Record<string, number> = {
+  ns: 1,
+  us: 1e3,
+  µs: 1e3,
+  ms: 1e6,
+  s: 1e9,
+  m: 60e9,
+  h: 3600e9,
+};
+
+/** Go's time.ParseDuration (e.g. 1m30s, 500ms) -> nanoseconds. */
+export function parseDuration(v: string, flag: string): number {
+  const bad = () =>
+    new ExitError(125, `invalid argument "${v}" for "${flag}" flag: time: invalid duration "${v}"`);
+  if (v === '0') return 0;
+  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let m: RegExpExecArray | null;
+  let pos = 0;
+  while ((m = re.exec(v))) {
+    total += Number(m[1]) * DURATION_UNITS[m[2]];
+    pos = re.lastIndex;
+  }
+  if (pos !== v.length || pos === 0) throw bad();
+  return Math.round(total);
+}
+
+/** `/dev/sda:1mb` -> a throttle entry (go-units size, decimal-free binary units). */
+function parseThrottle(v: string, flag: string): { Path: string; Rate: number } {
+  const i = v.lastIndexOf(':');
+  if (i <= 0) throw new ExitError(125, `invalid argument "${v}" for "${flag}" flag: bad format: ${v}`);
+  return { Path: v.slice(0, i), Rate: parseMemory(v.slice(i + 1), flag) };
+}
+
+/** `--device /dev/x[:/dev/y][:rwm]` like Docker's parseDevice. */
+function parseDevice(v: string): { PathOnHost: string; PathInContainer: string; CgroupPermissions: string } {
+  const parts = v.split(':');
+  let perms = 'rwm';
+  if (parts.length > 1 && /^[rwm]{1,3}$/.test(parts[parts.length - 1])) perms = parts.pop()!;
+  if (parts.length > 2 || !parts[0])
+    throw new ExitError(
+      125,
+      `invalid argument "${v}" for "--device" flag: invalid device specification: ${v}`,
+    );
+  return { PathOnHost: parts[0], PathInContainer: parts[1] ?? parts[0], CgroupPermissions: perms };
+}
+
+function healthcheckOf(f: RunFlags): Record<string, unknown> | undefined {
+  const any =
+    f.healthCmd !== undefined ||
+    f.healthInterval !== undefined ||
+    f.healthTimeout !== undefined ||
+    f.healthRetries !== undefined ||
+    f.healthStartPeriod !== undefined ||
+    f.healthStartInterval !== undefined;
+  if (f.healthcheck === false) {
+    if (any) throw new ExitError(125, '--no-healthcheck conflicts with --health-* options');
+    return { Test: ['NONE'] };
+  }
+  if (!any) return undefined;
+  const retries = f.healthRetries !== undefined ? parseInteger(f.healthRetries, '--health-retries') : 0;
+  if (retries < 0) throw new ExitError(125, '--health-retries cannot be negative');
+  const d = (v: string | undefined, flag: string) => {
+    const n = v === undefined ? 0 : parseDuration(v, flag);
+    if (n < 0) throw new ExitError(125, `${flag} cannot be negative`);
+    return n;
+  };
+  return {
+    ...(f.healthCmd !== undefined ? { Test: ['CMD-SHELL', f.healthCmd] } : {}),
+    Interval: d(f.healthInterval, '--health-interval'),
+    Timeout: d(f.healthTimeout, '--health-timeout'),
+    StartPeriod: d(f.healthStartPeriod, '--health-start-period'),
+    StartInterval: d(f.healthStartInterval, '--health-start-interval'),
+    Retries: retries,
+  };
 }
 
 function envFileLines(file: string): string[] {
@@ -134,6 +224,9 @@ export function createBody(image: string, cmd: string[], f: RunFlags): Record<st
   });
   const net = netBody(f);
   const mounts = mountFlags(f.volume ?? [], f.mount ?? []);
+  const healthcheck = healthcheckOf(f);
+  const exposed: Record<string, object> = {};
+  for (const e of f.expose) exposed[e.includes('/') ? e : `${e}/tcp`] = {};
   const body: Record<string, unknown> = {
     Hostname: f.hostname ?? '',
     Domainname: '',
@@ -154,6 +247,7 @@ export function createBody(image: string, cmd: string[], f: RunFlags): Record<st
     Volumes: mounts.volumes,
     ...(f.stopSignal ? { StopSignal: f.stopSignal } : {}),
     ...(f.stopTimeout !== undefined ? { StopTimeout: parseInteger(f.stopTimeout, '--stop-timeout') } : {}),
+    ...(healthcheck ? { Healthcheck: healthcheck } : {}),
     HostConfig: {
       AutoRemove: !!f.rm,
       NetworkMode: f.network ?? 'default',
@@ -188,11 +282,14 @@ export function createBody(image: string, cmd: string[], f: RunFlags): Record<st
       GroupAdd: f.groupAdd.length ? f.groupAdd : null,
       Init: f.init ? true : null,
       ConsoleSize: f.tty && process.stdout.isTTY ? [process.stdout.rows, process.stdout.columns] : [0, 0],
-      LogConfig: { Type: '', Config: {} },
       ...net.host,
       Binds: mounts.binds.length ? mounts.binds : null,
       Mounts: mounts.mounts.length ? mounts.mounts : null,
       VolumesFrom: f.volumesFrom?.length ? f.volumesFrom : null,
+      LogConfig: { Type: f.logDriver ?? '', Config: keyValues(f.logOpt ?? []) },
+      Devices: (f.device ?? []).map(parseDevice),
+      BlkioDeviceReadBps: (f.deviceReadBps ?? []).map((v) => parseThrottle(v, '--device-read-bps')),
+      BlkioDeviceWriteBps: (f.deviceWriteBps ?? []).map((v) => parseThrottle(v, '--device-write-bps')),
     },
     ...(net.networking ? { NetworkingConfig: net.networking } : {}),
   };
@@ -209,4 +306,39 @@ function parseRestart(s: string): { Name: string; MaximumRetryCount: number } {
       `invalid restart policy format: maximum retry count can only be used with 'on-failure'`,
     );
   return { Name: name, MaximumRetryCount: count ? parseInteger(count, '--restart') : 0 };
+}
+
+export interface UpdateFlags {
+  memory?: string;
+  memorySwap?: string;
+  memoryReservation?: string;
+  cpus?: string;
+  cpuShares?: string;
+  cpuPeriod?: string;
+  cpuQuota?: string;
+  cpusetCpus?: string;
+  cpusetMems?: string;
+  pidsLimit?: string;
+  blkioWeight?: string;
+  restart?: string;
+}
+
+/** `update` flags -> the update body; only what was given is sent. */
+export function updateBody(f: UpdateFlags): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  if (f.memory) body.Memory = parseMemory(f.memory, '-m, --memory');
+  if (f.memorySwap) body.MemorySwap = f.memorySwap === '-1' ? -1 : parseMemory(f.memorySwap, '--memory-swap');
+  if (f.memoryReservation) body.MemoryReservation = parseMemory(f.memoryReservation, '--memory-reservation');
+  if (f.cpus) body.NanoCpus = parseCpus(f.cpus);
+  if (f.cpuShares) body.CpuShares = parseInteger(f.cpuShares, '-c, --cpu-shares');
+  if (f.cpuPeriod) body.CpuPeriod = parseInteger(f.cpuPeriod, '--cpu-period');
+  if (f.cpuQuota) body.CpuQuota = parseInteger(f.cpuQuota, '--cpu-quota');
+  if (f.cpusetCpus) body.CpusetCpus = f.cpusetCpus;
+  if (f.cpusetMems) body.CpusetMems = f.cpusetMems;
+  if (f.pidsLimit) body.PidsLimit = parseInteger(f.pidsLimit, '--pids-limit');
+  if (f.blkioWeight) body.BlkioWeight = parseInteger(f.blkioWeight, '--blkio-weight');
+  if (f.restart) body.RestartPolicy = parseRestart(f.restart);
+  if (Object.keys(body).length === 0)
+    throw new ExitError(1, 'you must provide one or more flags when using this command');
+  return body;
 }

@@ -187,6 +187,9 @@ export class Client {
   async pauseContainer(id: string): Promise<void> {
     await this.json({ method: 'POST', path: `/containers/${id}/pause` });
   }
+  async updateContainer(id: string, body: Record<string, unknown>): Promise<{ Warnings: string[] | null }> {
+    return this.json({ method: 'POST', path: `/containers/${id}/update`, body });
+  }
   async unpauseContainer(id: string): Promise<void> {
     await this.json({ method: 'POST', path: `/containers/${id}/unpause` });
   }

@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../common/atomic.js';
 import { Builder } from './build/builder.js';
 import { FileContentStore } from './content/store.js';
 import { ExecService } from './containers/exec.js';
+import { HealthMonitor } from './containers/health.js';
 import { ContainerService } from './containers/service.js';
 import { ConmonRuntime } from './runtime/conmon.js';
 import { EventBus } from './events/events.js';
@@ -40,6 +41,7 @@ export class Engine {
   readonly execs: ExecService;
   readonly network: NetworkService;
   readonly builder: Builder;
+  readonly health: HealthMonitor;
   readonly events = new EventBus();
   readonly startedAt = Date.now();
   readonly id: string;
@@ -82,6 +84,7 @@ export class Engine {
       { images: this.images, content: this.content, snapshots: this.snapshots, containers: this.containers },
       config.dataRoot,
     );
+    this.health = new HealthMonitor(this.containers, this.execs, this.events);
   }
 
   /** Creates the data root and recovers whatever a crash left behind. */
@@ -105,11 +108,13 @@ export class Engine {
     await engine.containers.init();
     await engine.network.reconcile(new Set(engine.containers.list().map((r) => r.id)));
     await engine.builder.init();
+    engine.health.init();
     return engine;
   }
 
   /** Containers keep running under conmon; only the daemon's watchers stop. */
   async close(): Promise<void> {
+    this.health.close();
     this.containers.close();
     await this.network.close();
   }

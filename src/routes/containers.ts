@@ -45,7 +45,18 @@ export function containerRoutes(router: Router, engine: Engine): void {
     const all = queryBool(ctx.query, 'all');
     const limit = queryInt(ctx.query, 'limit', -1);
     const f = parseFilters(ctx.query);
-    checkFilterKeys(f, ['id', 'name', 'label', 'status', 'exited', 'ancestor', 'before', 'since', 'volume']);
+    checkFilterKeys(f, [
+      'id',
+      'name',
+      'label',
+      'status',
+      'exited',
+      'ancestor',
+      'before',
+      'since',
+      'volume',
+      'health',
+    ]);
     let list = svc.list().filter((r) => matches(r, f, engine));
     if (!all && limit <= 0 && !f.status && !f.exited)
       list = list.filter((r) => r.state.Running || r.state.Restarting);
@@ -96,6 +107,12 @@ export function containerRoutes(router: Router, engine: Engine): void {
   router.add('POST', '/containers/{id}/pause', async (ctx) => {
     await svc.pause(ctx.params.id);
     sendEmpty(ctx.res, 204);
+  });
+
+  router.add('POST', '/containers/{id}/update', async (ctx) => {
+    const body = await readJson<unknown>(ctx.req);
+    const warnings = await svc.update(ctx.params.id, body);
+    sendJson(ctx.res, 200, { Warnings: warnings.length ? warnings : null });
   });
 
   router.add('POST', '/containers/{id}/unpause', async (ctx) => {
@@ -414,6 +431,12 @@ function matches(r: ContainerRecord, f: Record<string, string[]>, engine: Engine
     !f.volume.some((v) => (r.mounts ?? []).some((m) => m.Name === v || m.Source === v || m.Destination === v))
   )
     return false;
+  if (f.health) {
+    for (const h of f.health)
+      if (!['starting', 'healthy', 'unhealthy', 'none'].includes(h))
+        throw invalidArgument(`Unrecognised filter value for health: ${h}`);
+    if (!f.health.includes(r.state.Health?.Status ?? 'none')) return false;
+  }
   if (f.exited && !(r.state.Status === 'exited' && f.exited.includes(String(r.state.ExitCode)))) return false;
   if (f.ancestor) {
     const ok = f.ancestor.some((a) => {
@@ -436,7 +459,14 @@ function matches(r: ContainerRecord, f: Record<string, string[]>, engine: Engine
 function statusText(r: ContainerRecord): string {
   const s = r.state;
   if (s.Restarting) return `Restarting (${s.ExitCode}) ${humanDurationSince(s.FinishedAt)} ago`;
-  if (s.Running) return `Up ${humanDurationSince(s.StartedAt)}${s.Paused ? ' (Paused)' : ''}`;
+  if (s.Running) {
+    const health = s.Health
+      ? s.Health.Status === 'starting'
+        ? ' (health: starting)'
+        : ` (${s.Health.Status})`
+      : '';
+    return `Up ${humanDurationSince(s.StartedAt)}${s.Paused ? ' (Paused)' : health}`;
+  }
   if (s.Status === 'removing') return 'Removal In Progress';
   if (s.Status === 'created') return 'Created';
   if (s.Status === 'dead') return 'Dead';

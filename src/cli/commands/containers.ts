@@ -5,7 +5,7 @@ import { ApiError, type Client, type ContainerSummary } from '../../client/clien
 import { type CliContext, connect } from '../context.js';
 import { describeError, ExitError } from '../errors.js';
 import { type Column, printInspect, printRows } from '../output.js';
-import { createBody, type RunFlags } from '../runflags.js';
+import { updateBody, type UpdateFlags, createBody, type RunFlags } from '../runflags.js';
 import { copyRaw, demux, terminalSize } from '../stdio.js';
 import { binarySize } from '../../common/units.js';
 import { formatTable, humanSize, truncateId } from '../table.js';
@@ -80,6 +80,18 @@ function addRunFlags(cmd: Command): Command {
     .option('-v, --volume <volume>', 'bind mount a volume', collect, [])
     .option('--mount <mount>', 'attach a filesystem mount to the container', collect, [])
     .option('--volumes-from <container>', 'mount volumes from the specified container(s)', collect, [])
+    .option('--device <device>', 'add a host device to the container', collect, [])
+    .option('--device-read-bps <rate>', 'limit read rate (bytes per second) from a device', collect, [])
+    .option('--device-write-bps <rate>', 'limit write rate (bytes per second) to a device', collect, [])
+    .option('--health-cmd <cmd>', 'command to run to check health')
+    .option('--health-interval <duration>', 'time between running the check (ms|s|m|h)')
+    .option('--health-timeout <duration>', 'maximum time to allow one check to run (ms|s|m|h)')
+    .option('--health-retries <n>', 'consecutive failures needed to report unhealthy')
+    .option('--health-start-period <duration>', 'start period for the container to initialize')
+    .option('--health-start-interval <duration>', 'time between running the check during the start period')
+    .option('--no-healthcheck', 'disable any container-specified HEALTHCHECK')
+    .option('--log-driver <driver>', 'logging driver for the container')
+    .option('--log-opt <opt>', 'log driver options', collect, [])
     .passThroughOptions();
 }
 
@@ -377,6 +389,31 @@ export function containerCommands(program: Command, ctx: CliContext): void {
           });
         });
     }
+
+    parent
+      .command('update')
+      .description('Update configuration of one or more containers')
+      .argument('<container...>')
+      .option('-m, --memory <bytes>', 'memory limit')
+      .option('--memory-swap <bytes>', 'swap limit equal to memory plus swap: -1 to enable unlimited swap')
+      .option('--memory-reservation <bytes>', 'memory soft limit')
+      .option('--cpus <n>', 'number of CPUs')
+      .option('-c, --cpu-shares <n>', 'CPU shares (relative weight)')
+      .option('--cpu-period <n>', 'limit CPU CFS period')
+      .option('--cpu-quota <n>', 'limit CPU CFS quota')
+      .option('--cpuset-cpus <cpus>', 'CPUs in which to allow execution (0-3, 0,1)')
+      .option('--cpuset-mems <mems>', 'MEMs in which to allow execution')
+      .option('--pids-limit <n>', 'tune container pids limit (-1 for unlimited)')
+      .option('--blkio-weight <n>', 'block IO (relative weight), between 10 and 1000')
+      .option('--restart <policy>', 'restart policy to apply when a container exits')
+      .action(async (ids: string[], f: UpdateFlags) => {
+        const body = updateBody(f);
+        const client = await connect(ctx);
+        await eachContainer(ids, async (id) => {
+          await client.updateContainer(id, body);
+          process.stdout.write(id + '\n');
+        });
+      });
 
     parent
       .command('exec')

@@ -31,6 +31,30 @@ export interface ContainerConfig {
   Labels: Record<string, string>;
   StopSignal?: string;
   StopTimeout?: number;
+  Healthcheck?: HealthConfig;
+}
+
+/** Docker's HealthConfig; durations in nanoseconds, 0 = inherit / default. `["NONE"]` disables. */
+export interface HealthConfig {
+  Test?: string[];
+  Interval?: number;
+  Timeout?: number;
+  StartPeriod?: number;
+  StartInterval?: number;
+  Retries?: number;
+}
+
+export interface HealthLogEntry {
+  Start: string;
+  End: string;
+  ExitCode: number;
+  Output: string;
+}
+
+export interface Health {
+  Status: 'starting' | 'healthy' | 'unhealthy';
+  FailingStreak: number;
+  Log: HealthLogEntry[];
 }
 
 export interface RestartPolicy {
@@ -70,7 +94,21 @@ export interface HostConfig {
   Ulimits?: { Name: string; Soft: number; Hard: number }[] | null;
   GroupAdd?: string[] | null;
   LogConfig: { Type: string; Config: Record<string, string> };
+  Devices?: DeviceMapping[];
+  BlkioDeviceReadBps?: ThrottleDevice[];
+  BlkioDeviceWriteBps?: ThrottleDevice[];
   [key: string]: unknown;
+}
+
+export interface DeviceMapping {
+  PathOnHost: string;
+  PathInContainer: string;
+  CgroupPermissions: string;
+}
+
+export interface ThrottleDevice {
+  Path: string;
+  Rate: number;
 }
 
 export interface State {
@@ -85,6 +123,7 @@ export interface State {
   Error: string;
   StartedAt: string;
   FinishedAt: string;
+  Health?: Health;
 }
 
 export interface ContainerRecord {

@@ -1,9 +1,17 @@
 /**
  * Turns a Docker create request (Config + HostConfig, untrusted JSON) into a checked record.
  */
+import { existsSync } from 'node:fs';
 import { invalidArgument } from '../../common/errors.js';
 import type { Image } from '../images/images.js';
-import { type ContainerConfig, type HostConfig, type RestartPolicy } from './containers.js';
+import {
+  type ContainerConfig,
+  type DeviceMapping,
+  type HealthConfig,
+  type HostConfig,
+  type RestartPolicy,
+  type ThrottleDevice,
+} from './containers.js';
 
 type Json = Record<string, unknown>;
 
@@ -88,7 +96,137 @@ export function parseConfig(body: unknown): ContainerConfig {
     StopSignal: str(body, 'StopSignal', w) || undefined,
     StopTimeout:
       body.StopTimeout === undefined || body.StopTimeout === null ? undefined : num(body, 'StopTimeout', w),
+    Healthcheck: parseHealthcheck(body.Healthcheck),
   };
+}
+
+const MIN_HEALTH_DURATION = 1e6; // 1 ms, as Docker's API enforces
+
+export function parseHealthcheck(v: unknown): HealthConfig | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!isObj(v)) throw typeError('Config.Healthcheck', 'container.HealthConfig', v);
+  const w = 'HealthConfig';
+  const hc: HealthConfig = {};
+  const test = strList(v, 'Test', w);
+  if (test) {
+    if (test.length && !['NONE', 'CMD', 'CMD-SHELL'].includes(test[0]))
+      throw invalidArgument(`invalid healthcheck test: unknown type "${test[0]}"`);
+    hc.Test = test;
+  }
+  for (const k of ['Interval', 'Timeout', 'StartPeriod', 'StartInterval'] as const) {
+    const n = num(v, k, w);
+    if (n < 0) throw invalidArgument(`${k} in Healthcheck cannot be negative`);
+    if (n !== 0 && n < MIN_HEALTH_DURATION)
+      throw invalidArgument(`${k} in Healthcheck cannot be less than 1ms`);
+    if (n) hc[k] = n;
+  }
+  const retries = num(v, 'Retries', w);
+  if (retries < 0) throw invalidArgument('Retries in Healthcheck cannot be negative');
+  if (retries) hc.Retries = retries;
+  return hc;
+}
+
+/** Image healthcheck with the container's on top, field by field (Docker's merge). */
+export function mergeHealthcheck(
+  image: HealthConfig | undefined,
+  own: HealthConfig | undefined,
+): HealthConfig | undefined {
+  if (!image && !own) return undefined;
+  const out: HealthConfig = { ...(image ?? {}) };
+  for (const [k, v] of Object.entries(own ?? {})) if (v !== undefined) Object.assign(out, { [k]: v });
+  return out;
+}
+
+function parseDevices(h: Json): DeviceMapping[] {
+  const v = h.Devices;
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw typeError('HostConfig.Devices', '[]container.DeviceMapping', v);
+  return v.map((d: unknown) => {
+    if (!isObj(d)) throw typeError('HostConfig.Devices', 'container.DeviceMapping', d);
+    const host = str(d, 'PathOnHost', 'DeviceMapping');
+    const inner = str(d, 'PathInContainer', 'DeviceMapping') || host;
+    const perms = str(d, 'CgroupPermissions', 'DeviceMapping') || 'rwm';
+    if (!host.startsWith('/')) throw invalidArgument(`invalid device path: ${host}`);
+    if (!inner.startsWith('/')) throw invalidArgument(`invalid device path in container: ${inner}`);
+    if (!/^[rwm]{1,3}$/.test(perms)) throw invalidArgument(`invalid device mode: ${perms}`);
+    if (!existsSync(host))
+      throw invalidArgument(
+        `error gathering device information while adding custom device "${host}": no such file or directory`,
+      );
+    return { PathOnHost: host, PathInContainer: inner, CgroupPermissions: perms };
+  });
+}
+
+function parseThrottle(h: Json, k: string): ThrottleDevice[] {
+  const v = h[k];
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw typeError(`HostConfig.${k}`, '[]*blkiodev.ThrottleDevice', v);
+  return v.map((d: unknown) => {
+    if (!isObj(d)) throw typeError(`HostConfig.${k}`, 'blkiodev.ThrottleDevice', d);
+    const rate = num(d, 'Rate', 'ThrottleDevice');
+    if (rate < 0) throw invalidArgument(`invalid rate for device ${String(d.Path)}`);
+    return { Path: str(d, 'Path', 'ThrottleDevice'), Rate: rate };
+  });
+}
+
+const ULIMIT_NAMES = [
+  'core',
+  'cpu',
+  'data',
+  'fsize',
+  'locks',
+  'memlock',
+  'msgqueue',
+  'nice',
+  'nofile',
+  'nproc',
+  'rss',
+  'rtprio',
+  'rttime',
+  'sigpending',
+  'stack',
+  'as',
+];
+
+function parseUlimits(h: Json): { Name: string; Soft: number; Hard: number }[] | null {
+  const v = h.Ulimits;
+  if (v === undefined || v === null) return null;
+  if (!Array.isArray(v)) throw typeError('HostConfig.Ulimits', '[]*units.Ulimit', v);
+  return v.map((u: unknown) => {
+    if (!isObj(u)) throw typeError('HostConfig.Ulimits', 'units.Ulimit', u);
+    const name = str(u, 'Name', 'Ulimit');
+    if (!ULIMIT_NAMES.includes(name)) throw invalidArgument(`invalid ulimit type: ${name}`);
+    const soft = num(u, 'Soft', 'Ulimit');
+    const hard = num(u, 'Hard', 'Ulimit');
+    if (soft > hard && hard !== -1)
+      throw invalidArgument(`ulimit soft limit must be less than or equal to hard limit: ${soft} > ${hard}`);
+    return { Name: name, Soft: soft, Hard: hard };
+  });
+}
+
+const LOG_OPTS = ['max-size', 'max-file', 'compress', 'labels', 'env', 'tag', 'mode', 'max-buffer-size'];
+
+/** `10m`, `1g`, `512k`, `100` -> bytes (docker's RAMInBytes for max-size). */
+export function parseLogSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)b?$/i.exec(s.trim());
+  if (!m) throw invalidArgument(`failed to parse max-size: ${s}`);
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Math.floor(Number(m[1]) * mult);
+}
+
+function checkLogConfig(type: string, cfg: Record<string, string>): void {
+  for (const k of Object.keys(cfg))
+    if (!LOG_OPTS.includes(k)) throw invalidArgument(`unknown log opt '${k}' for ${type} log driver`);
+  if (cfg['max-size'] !== undefined && cfg['max-size'] !== '-1') {
+    if (parseLogSize(cfg['max-size']) <= 0) throw invalidArgument('max-size must be a positive number');
+  }
+  if (cfg['max-file'] !== undefined) {
+    const n = Number(cfg['max-file']);
+    if (!Number.isInteger(n)) throw invalidArgument(`failed to parse max-file: ${cfg['max-file']}`);
+    if (n < 1) throw invalidArgument('max-file cannot be less than 1');
+    if (n > 1 && cfg['max-size'] === undefined)
+      throw invalidArgument('max-file can only be used with max-size');
+  }
 }
 
 const RESTART_NAMES = ['', 'no', 'always', 'unless-stopped', 'on-failure'];
@@ -138,12 +276,24 @@ export function parseHostConfig(raw: unknown): HostConfig {
   if (!['json-file', 'k8s-file', 'local', 'none'].includes(logType))
     throw invalidArgument(`logging driver "${logType}" is not supported`);
   const pids = h.PidsLimit === undefined || h.PidsLimit === null ? null : num(h, 'PidsLimit', w);
+  const ipcMode = str(h, 'IpcMode', w);
+  if (
+    ipcMode &&
+    !['none', 'private', 'shareable', 'host'].includes(ipcMode) &&
+    !/^container:.+/.test(ipcMode)
+  )
+    throw invalidArgument(`invalid IPC mode: ${ipcMode}`);
+  const pidMode = str(h, 'PidMode', w);
+  if (pidMode && pidMode !== 'host' && !/^container:.+/.test(pidMode))
+    throw invalidArgument(`invalid PID mode: ${pidMode}`);
+  const logConfig = strMap(lc, 'Config', 'LogConfig');
+  checkLogConfig(logType, logConfig);
   return {
     ...h,
     AutoRemove: autoRemove,
     NetworkMode: str(h, 'NetworkMode', w) || 'default',
-    PidMode: str(h, 'PidMode', w),
-    IpcMode: str(h, 'IpcMode', w) || 'private',
+    PidMode: pidMode,
+    IpcMode: ipcMode || 'private',
     UTSMode: str(h, 'UTSMode', w),
     RestartPolicy: restart,
     Privileged: bool(h, 'Privileged', w),
@@ -166,7 +316,11 @@ export function parseHostConfig(raw: unknown): HostConfig {
     ShmSize: shm || 64 * 1024 * 1024,
     Init: typeof h.Init === 'boolean' ? h.Init : null,
     ConsoleSize: consoleSize,
-    LogConfig: { Type: logType, Config: strMap(lc, 'Config', 'LogConfig') },
+    LogConfig: { Type: logType, Config: logConfig },
+    Devices: parseDevices(h),
+    BlkioDeviceReadBps: parseThrottle(h, 'BlkioDeviceReadBps'),
+    BlkioDeviceWriteBps: parseThrottle(h, 'BlkioDeviceWriteBps'),
+    Ulimits: parseUlimits(h),
   };
 }
 
@@ -188,4 +342,46 @@ export function mergeEnv(imageEnv: string[], requestEnv: string[]): string[] {
     out.set(eq < 0 ? e : e.slice(0, eq), e);
   }
   return [...out.values()].filter((e) => e.includes('='));
+}
+
+const UPDATABLE = [
+  'Memory',
+  'MemorySwap',
+  'MemoryReservation',
+  'NanoCpus',
+  'CpuShares',
+  'CpuPeriod',
+  'CpuQuota',
+  'CpusetCpus',
+  'CpusetMems',
+  'PidsLimit',
+  'BlkioWeight',
+  'BlkioDeviceReadBps',
+  'BlkioDeviceWriteBps',
+  'RestartPolicy',
+] as const;
+
+/**
+ * An update request (`POST /containers/{id}/update`): only the fields it names change, checked
+ * with the rules of create on the result.
+ */
+export function parseUpdate(body: unknown, current: HostConfig): Partial<HostConfig> {
+  if (!isObj(body)) throw invalidArgument('invalid JSON: the request body must be an object');
+  const given: Json = {};
+  for (const k of UPDATABLE) {
+    const v = body[k];
+    if (v === undefined || v === null) continue;
+    // Docker treats 0 / "" as "leave unchanged" for update, except for the restart policy.
+    if ((v === 0 || v === '') && k !== 'RestartPolicy') continue;
+    given[k] = v;
+  }
+  if (isObj(given.RestartPolicy) && !given.RestartPolicy.Name) delete given.RestartPolicy;
+  const merged = parseHostConfig({ ...current, ...given });
+  const out: Partial<HostConfig> = {};
+  for (const k of Object.keys(given)) Object.assign(out, { [k]: merged[k] });
+  if (out.Memory && !given.MemorySwap && current.MemorySwap > 0 && current.MemorySwap < out.Memory)
+    throw invalidArgument(
+      'Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time',
+    );
+  return out;
 }

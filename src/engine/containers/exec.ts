@@ -203,6 +203,11 @@ export class ExecService {
     };
   }
 
+  /** Drops a finished exec's record (internal execs such as health probes). */
+  forget(id: string): void {
+    this.execs.delete(id);
+  }
+
   idsOf(containerId: string): string[] {
     return [...this.execs.values()].filter((e) => e.containerId === containerId).map((e) => e.id);
   }

@@ -95,6 +95,14 @@ export async function readEntries(
 
 const NEWLINE = Buffer.from('\n');
 
+async function inodeOf(file: string): Promise<number | undefined> {
+  try {
+    return (await fsp.stat(file)).ino;
+  } catch {
+    return undefined;
+  }
+}
+
 export function filterEntries(entries: LogEntry[], o: LogOptions): LogEntry[] {
   let out = entries.filter((e) => (e.stream === 'stdout' ? o.stdout : o.stderr));
   if (o.since !== undefined && o.since > 0) out = out.filter((e) => e.ms / 1000 >= o.since!);
@@ -113,6 +121,7 @@ export async function followEntries(
   let pos = offset;
   let reading = false;
   let again = false;
+  let ino = await inodeOf(file);
   const pump = async () => {
     if (reading) {
       again = true;
@@ -121,6 +130,16 @@ export async function followEntries(
     reading = true;
     do {
       again = false;
+      const now = await inodeOf(file);
+      if (now !== undefined && ino !== undefined && now !== ino) {
+        // Rotated: finish the old file (now `.1`), then start the new one from its beginning.
+        if ((await inodeOf(`${file}.1`)) === ino) {
+          const rest = await readEntries(`${file}.1`, pos);
+          if (rest.entries.length) onEntries(rest.entries);
+        }
+        pos = 0;
+      }
+      if (now !== undefined) ino = now;
       const r = await readEntries(file, pos);
       pos = r.offset;
       if (r.entries.length) onEntries(r.entries);

@@ -1,5 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, promises as fsp, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  promises as fsp,
+  readdirSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { MS_NODEV, MS_NOEXEC, MS_NOSUID, native } from '../../common/native.js';
 import * as path from 'node:path';
 import { readJsonIfExists, writeJsonAtomic } from '../../common/atomic.js';
 import type { Digest } from '../../common/digest.js';
@@ -14,15 +23,23 @@ import type { ImageStore } from '../images/store.js';
 import { type Change, changes, diffTar } from '../snapshots/diff.js';
 import { parseReference } from '../../common/reference.js';
 import { conmonAlive, type ConmonRuntime, RuntimeError } from '../runtime/conmon.js';
-import type { AttachConnection, OutputStream } from '../runtime/runtime.js';
-import { buildSpec } from '../runtime/spec.js';
+import type { AttachConnection, Mount, OutputStream, Resources } from '../runtime/runtime.js';
+import { buildSpec, limitResources } from '../runtime/spec.js';
 import type { Snapshotter } from '../snapshots/snapshots.js';
 import { ociMounts, rootfsPropagation } from '../volumes/mounts.js';
 import type { VolumeService } from '../volumes/service.js';
-import { type ContainerRecord, newState, type Status, ZERO_TIME } from './containers.js';
+import { type ContainerRecord, type HostConfig, newState, type Status, ZERO_TIME } from './containers.js';
 import type { ContainerConfig as ImageContainerConfig } from '../images/manifest.js';
-import { commandOf, mergeEnv, parseConfig, parseHostConfig } from './create.js';
+import {
+  commandOf,
+  mergeEnv,
+  mergeHealthcheck,
+  parseConfig,
+  parseHostConfig,
+  parseUpdate,
+} from './create.js';
 import { filterEntries, followEntries, type LogEntry, type LogOptions, readEntries } from './logs.js';
+import { logFiles, rotateIfNeeded, rotationPolicy } from './logrotate.js';
 import { resolveUser } from './user.js';
 import { mountPlaceholders } from '../volumes/mounts.js';
 
@@ -58,6 +75,8 @@ interface Live {
   removeWaiters: (() => void)[];
   cancelWatch?: () => void;
   restartTimer?: NodeJS.Timeout;
+  /** A restart-policy start in progress: stop waits for it, so it cannot slip past. */
+  restarting?: Promise<boolean>;
 }
 
 const NAME_RE = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
@@ -115,6 +134,7 @@ export class ContainerService {
   private readonly live = new Map<string, Live>();
   private readonly containersDir: string;
   private readonly bundlesDir: string;
+  private rotationTimer?: NodeJS.Timeout;
 
   constructor(private readonly d: ContainerDeps) {
     this.containersDir = path.join(d.dataRoot, 'containers');
@@ -154,6 +174,20 @@ export class ContainerService {
       [...this.records.values()].map((r) => ({ id: r.id, running: r.state.Running, mounts: r.mounts ?? [] })),
     );
     for (const rec of this.records.values()) await this.recover(rec);
+    this.rotationTimer = setInterval(() => void this.rotateLogs(), 1000);
+    this.rotationTimer.unref();
+  }
+
+  /** One pass of log rotation over the running containers that have a max-size. */
+  private async rotateLogs(): Promise<void> {
+    for (const rec of this.records.values()) {
+      if (!rec.state.Running) continue;
+      const policy = rotationPolicy(rec.hostConfig.LogConfig.Config);
+      if (!policy) continue;
+      await rotateIfNeeded(this.logPath(rec.id), policy, () =>
+        this.d.runtime.reopenLog(this.bundle(rec.id)),
+      ).catch((err: unknown) => log.warn('log rotation failed', { id: rec.id, error: String(err) }));
+    }
   }
 
   /** After a daemon restart: reattach to running containers, record exits that happened meanwhile. */
@@ -206,6 +240,12 @@ export class ContainerService {
       this.live.set(id, l);
     }
     return l;
+  }
+
+  /** Persists a record after another room (health checks) changed its state. */
+  async saveState(id: string): Promise<void> {
+    const rec = this.records.get(id);
+    if (rec) await this.save(rec);
   }
 
   private async save(rec: ContainerRecord): Promise<void> {
@@ -298,6 +338,7 @@ export class ContainerService {
         Labels: { ...(ic.Labels ?? {}), ...config.Labels },
         StopSignal: config.StopSignal ?? ic.StopSignal,
         ExposedPorts: { ...(ic.ExposedPorts ?? {}), ...(config.ExposedPorts ?? {}) },
+        Healthcheck: mergeHealthcheck(ic.Healthcheck, config.Healthcheck),
       },
       hostConfig,
       state: newState(),
@@ -472,7 +513,7 @@ export class ContainerService {
       else if (k === 'label' || k === 'apparmor') continue;
       else throw invalidArgument(`invalid --security-opt: ${opt}`);
     }
-    const mounts = [
+    const mounts: Mount[] = [
       {
         destination: '/etc/hostname',
         type: 'bind',
@@ -499,37 +540,59 @@ export class ContainerService {
       })),
       ...ociMounts(rec.mounts ?? []),
     ];
+    const joined = (mode: string, kind: 'pid' | 'ipc'): 'private' | 'host' | { path: string } => {
+      if (mode === 'host') return 'host';
+      if (!mode.startsWith('container:')) return 'private';
+      const other = this.get(mode.slice('container:'.length));
+      if (!other.state.Running)
+        throw conflict(`cannot join ${kind} namespace of a non running container: ${other.id}`);
+      if (kind === 'ipc') {
+        if (other.hostConfig.IpcMode !== 'shareable')
+          throw invalidArgument(
+            `container ${other.id}: non-shareable IPC (hint: use IpcMode:shareable for the donor container)`,
+          );
+        mounts.push(shmBind(path.join(this.bundle(other.id), 'shm')));
+      }
+      return { path: `/proc/${other.state.Pid}/ns/${kind}` };
+    };
+    if (h.IpcMode === 'shareable') {
+      // A host-side tmpfs, so that containers joining this IPC namespace can bind the same /dev/shm.
+      const shm = path.join(bundle, 'shm');
+      mkdirSync(shm, { recursive: true, mode: 0o700 });
+      if (!isMountPoint(shm))
+        native.mount('shm', shm, 'tmpfs', MS_NOSUID | MS_NODEV | MS_NOEXEC, `mode=1777,size=${h.ShmSize}`);
+      mounts.push(shmBind(shm));
+    }
+    const pidNs = joined(h.PidMode, 'pid');
+    const ipcNs = joined(h.IpcMode, 'ipc');
+    let args = [rec.path, ...rec.args];
+    if (h.Init) {
+      mounts.push({ destination: INIT_PATH, type: 'bind', source: initBinary(), options: ['bind', 'ro'] });
+      args = [INIT_PATH, '--', ...args];
+    }
     const spec = buildSpec({
       id: rec.id,
       rootfs,
       readonlyRootfs: h.ReadonlyRootfs,
-      args: [rec.path, ...rec.args],
+      args,
       env,
       cwd: rec.config.WorkingDir || '/',
       user,
       hostname: rec.config.Hostname,
       terminal: rec.config.Tty,
       namespaces: {
-        pid: h.PidMode === 'host' ? 'host' : 'private',
-        ipc: h.IpcMode === 'host' ? 'host' : 'private',
+        pid: pidNs,
+        ipc: ipcNs,
         uts: h.UTSMode === 'host' ? 'host' : 'private',
         network: netns.kind === 'host' ? 'host' : { path: netns.path },
       },
       mounts,
-      resources: {
-        memory: h.Memory || undefined,
-        memorySwap: h.MemorySwap || undefined,
-        memoryReservation: h.MemoryReservation || undefined,
-        oomKillDisable: h.OomKillDisable,
-        cpuShares: h.CpuShares || undefined,
-        cpuPeriod: h.CpuPeriod || undefined,
-        cpuQuota: h.CpuQuota || undefined,
-        nanoCpus: h.NanoCpus || undefined,
-        cpusetCpus: h.CpusetCpus || undefined,
-        cpusetMems: h.CpusetMems || undefined,
-        pidsLimit: h.PidsLimit ?? undefined,
-        blkioWeight: h.BlkioWeight || undefined,
-      },
+      resources: resourcesOf(h),
+      devices: (h.Devices ?? []).map((d) => ({
+        hostPath: d.PathOnHost,
+        path: d.PathInContainer,
+        permissions: d.CgroupPermissions,
+      })),
       ulimits: (h.Ulimits ?? []).map((u) => ({ name: u.Name, soft: u.Soft, hard: u.Hard })),
       capAdd: h.CapAdd ?? undefined,
       capDrop: h.CapDrop ?? undefined,
@@ -627,8 +690,10 @@ export class ContainerService {
     rec.state.Status = 'restarting';
     const live = this.liveOf(rec.id);
     live.restartTimer = setTimeout(() => {
+      live.restartTimer = undefined;
       rec.restartCount++;
-      this.start(rec.id).then(
+      live.restarting = this.start(rec.id).finally(() => (live.restarting = undefined));
+      live.restarting.then(
         () => this.d.events.publish('container', 'restart', rec.id, this.attrs(rec)),
         (err: unknown) => log.warn('restart failed', { id: rec.id, error: String(err) }),
       );
@@ -647,18 +712,23 @@ export class ContainerService {
     await this.d.network.tearDown(rec.id);
     await this.d.snapshots.unmount(path.join(bundle, 'rootfs'));
     await this.d.volumes.teardown(rec.id, rec.mounts ?? []);
+    await this.d.snapshots.unmount(path.join(bundle, 'shm'));
     removeCgroup(`${this.d.cgroupParent}/${rec.id}`);
   }
 
   async stop(ref: string, timeoutSec?: number): Promise<boolean> {
     const rec = this.get(ref);
+    await this.live.get(rec.id)?.restarting?.catch(() => undefined);
     if (!rec.state.Running) {
+      // Also covers an exit whose restart is still being decided: the policy must not bring it back.
       const live = this.live.get(rec.id);
-      if (live?.restartTimer) {
-        clearTimeout(live.restartTimer);
+      if (live?.restartTimer) clearTimeout(live.restartTimer);
+      if (!rec.stoppedByUser || rec.state.Restarting) {
         rec.stoppedByUser = true;
-        rec.state.Restarting = false;
-        rec.state.Status = 'exited';
+        if (rec.state.Restarting) {
+          rec.state.Restarting = false;
+          rec.state.Status = 'exited';
+        }
         await this.save(rec);
       }
       return false;
@@ -703,6 +773,31 @@ export class ContainerService {
   async restart(ref: string, timeoutSec?: number): Promise<void> {
     await this.stop(ref, timeoutSec);
     await this.start(ref);
+  }
+
+  /** `docker update`: new limits (applied to the running cgroup at once) and restart policy. */
+  async update(ref: string, body: unknown): Promise<string[]> {
+    const rec = this.get(ref);
+    const next = { ...rec.hostConfig, ...parseUpdate(body, rec.hostConfig) };
+    if (next.AutoRemove && next.RestartPolicy.Name && next.RestartPolicy.Name !== 'no')
+      throw invalidArgument(
+        'Restart policy cannot be updated because AutoRemove is enabled for the container',
+      );
+    if (rec.state.Running) {
+      const file = path.join(this.bundle(rec.id), 'update.json');
+      await fsp.writeFile(file, JSON.stringify(limitResources(resourcesOf(next))));
+      try {
+        await this.d.runtime.update(rec.id, file);
+      } catch (err) {
+        throw invalidArgument(`Cannot update container ${rec.id}: ${(err as Error).message}`);
+      } finally {
+        await fsp.rm(file, { force: true });
+      }
+    }
+    rec.hostConfig = next;
+    await this.save(rec);
+    this.d.events.publish('container', 'update', rec.id, this.attrs(rec));
+    return [];
   }
 
   async pause(ref: string): Promise<void> {
@@ -880,6 +975,7 @@ export class ContainerService {
         Labels: rec.config.Labels,
         ExposedPorts: rec.config.ExposedPorts,
         ...(rec.config.StopSignal ? { StopSignal: rec.config.StopSignal } : {}),
+        ...(rec.config.Healthcheck ? { Healthcheck: rec.config.Healthcheck } : {}),
         ...(opts.config ?? {}),
       },
       opts.changes ?? [],
@@ -957,9 +1053,26 @@ export class ContainerService {
   ): Promise<void> {
     const rec = this.get(ref);
     const file = this.logPath(rec.id);
-    const { entries, offset } = await readEntries(file, 0);
-    const first = filterEntries(entries, opts);
-    if (first.length) sink(first);
+    const files = logFiles(file, rotationPolicy(rec.hostConfig.LogConfig.Config));
+    let offset = 0;
+    if (opts.tail !== undefined && opts.tail >= 0) {
+      // tail counts from the end across rotated files
+      const all: LogEntry[] = [];
+      for (const f of files) {
+        const r = await readEntries(f, 0);
+        all.push(...r.entries);
+        offset = r.offset;
+      }
+      const first = filterEntries(all, opts);
+      if (first.length) sink(first);
+    } else {
+      for (const f of files) {
+        const r = await readEntries(f, 0);
+        const part = filterEntries(r.entries, opts);
+        if (part.length) sink(part);
+        offset = r.offset;
+      }
+    }
     if (!opts.follow || !rec.state.Running) return;
     const stop = Promise.race([abort, this.waitFor(rec.id, 'next-exit').then(() => sleep(50))]);
     await followEntries(
@@ -987,6 +1100,7 @@ export class ContainerService {
 
   /** Stops watching (daemon shutdown): containers keep running under conmon. */
   close(): void {
+    if (this.rotationTimer) clearInterval(this.rotationTimer);
     for (const l of this.live.values()) {
       l.cancelWatch?.();
       if (l.restartTimer) clearTimeout(l.restartTimer);
@@ -1002,6 +1116,49 @@ export function labelMatch(labels: Record<string, string>, f: string): boolean {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A container's limits in the runtime's terms. */
+function resourcesOf(h: HostConfig): Resources {
+  return {
+    memory: h.Memory || undefined,
+    memorySwap: h.MemorySwap || undefined,
+    memoryReservation: h.MemoryReservation || undefined,
+    oomKillDisable: h.OomKillDisable,
+    cpuShares: h.CpuShares || undefined,
+    cpuPeriod: h.CpuPeriod || undefined,
+    cpuQuota: h.CpuQuota || undefined,
+    nanoCpus: h.NanoCpus || undefined,
+    cpusetCpus: h.CpusetCpus || undefined,
+    cpusetMems: h.CpusetMems || undefined,
+    pidsLimit: h.PidsLimit ?? undefined,
+    blkioWeight: h.BlkioWeight || undefined,
+    blkioDeviceReadBps: (h.BlkioDeviceReadBps ?? []).map((d) => ({ path: d.Path, rate: d.Rate })),
+    blkioDeviceWriteBps: (h.BlkioDeviceWriteBps ?? []).map((d) => ({ path: d.Path, rate: d.Rate })),
+  };
+}
+
+function shmBind(source: string): Mount {
+  return { destination: '/dev/shm', type: 'bind', source, options: ['rbind', 'rprivate'] };
+}
+
+function isMountPoint(dir: string): boolean {
+  try {
+    return statSync(dir).dev !== statSync(path.dirname(dir)).dev;
+  } catch {
+    return false;
+  }
+}
+
+/** Where `--init` puts the init process inside the container, as Docker does. */
+const INIT_PATH = '/sbin/docker-init';
+const INIT_CANDIDATES = ['/usr/bin/tini-static', '/usr/libexec/docker/docker-init', '/usr/bin/docker-init'];
+
+/** A static tini from the host (Debian's `tini` package), bind-mounted as the container's init. */
+function initBinary(): string {
+  const found = INIT_CANDIDATES.find((p) => existsSync(p));
+  if (!found) throw invalidArgument('docker-init binary not found (install the tini package)');
+  return found;
 }
 
 const CGROUP_ROOT = '/sys/fs/cgroup';

@@ -146,6 +146,13 @@ export class ConmonRuntime {
     }
   }
 
+  /** Applies new limits to a running container (`runc update -r FILE`). */
+  async update(id: string, resourcesFile: string): Promise<void> {
+    await run(this.runc, this.runcArgs('update', '--resources', resourcesFile, id)).catch((err: unknown) => {
+      throw new RuntimeError(cleanRuncMessage((err as { stderr?: string }).stderr ?? String(err)));
+    });
+  }
+
   async pause(id: string): Promise<void> {
     await run(this.runc, this.runcArgs('pause', id)).catch((err: unknown) => {
       throw new RuntimeError(cleanRuncMessage((err as { stderr?: string }).stderr ?? String(err)));
@@ -302,6 +309,11 @@ export class ConmonRuntime {
       closeSync(fd);
     }
     return new SeqpacketAttach(sock);
+  }
+
+  /** Asks conmon to reopen its log file (after the daemon renamed it for rotation). */
+  reopenLog(bundle: string): void {
+    writeFifo(path.join(bundle, 'ctl'), '2 0 0\n');
   }
 
   /** Resizes the container's terminal through conmon's ctl FIFO (never blocks if conmon is gone). */

@@ -26,8 +26,8 @@ export interface SpecInput {
   hostname: string;
   terminal: boolean;
   namespaces: {
-    pid: 'private' | 'host';
-    ipc: 'private' | 'host';
+    pid: 'private' | 'host' | { path: string };
+    ipc: 'private' | 'host' | { path: string };
     uts: 'private' | 'host';
     network: 'private' | 'host' | { path: string };
   };
@@ -43,6 +43,8 @@ export interface SpecInput {
   cgroupsPath: string;
   oomScoreAdj?: number;
   sysctls?: Record<string, string>;
+  /** Host devices made available inside (docker --device). */
+  devices?: { hostPath: string; path: string; permissions: string }[];
 }
 
 export interface Resources {

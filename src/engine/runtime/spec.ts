@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import { invalidArgument } from '../../common/errors.js';
 import { defaultSeccomp, toOciSeccomp } from './seccomp.js';
-import type { Mount, SpecInput } from './runtime.js';
+import type { Mount, Resources, SpecInput } from './runtime.js';
 
 export const DEFAULT_CAPS = [
   'CAP_CHOWN',
@@ -170,18 +170,41 @@ function deviceNumbers(p: string): { major: number; minor: number } {
 
 export type OciSpec = Record<string, unknown>;
 
-export function buildSpec(input: SpecInput): OciSpec {
-  const caps = capabilitySet(input);
-  const r = input.resources;
-  const namespaces: { type: string; path?: string }[] = [{ type: 'mount' }];
-  if (input.namespaces.pid === 'private') namespaces.push({ type: 'pid' });
-  if (input.namespaces.ipc === 'private') namespaces.push({ type: 'ipc' });
-  if (input.namespaces.uts === 'private') namespaces.push({ type: 'uts' });
-  const net = input.namespaces.network;
-  if (net === 'private') namespaces.push({ type: 'network' });
-  else if (typeof net === 'object') namespaces.push({ type: 'network', path: net.path });
-  namespaces.push({ type: 'cgroup' });
+interface OciDevice {
+  path: string;
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  fileMode: number;
+  uid: number;
+  gid: number;
+}
 
+function hostDevice(hostPath: string, path: string): OciDevice {
+  let st;
+  try {
+    st = statSync(hostPath);
+  } catch {
+    throw invalidArgument(
+      `error gathering device information while adding custom device "${hostPath}": no such file or directory`,
+    );
+  }
+  if (!st.isCharacterDevice() && !st.isBlockDevice())
+    throw invalidArgument(
+      `error gathering device information while adding custom device "${hostPath}": not a device node`,
+    );
+  return {
+    path,
+    type: st.isCharacterDevice() ? 'c' : 'b',
+    ...deviceNumbers(hostPath),
+    fileMode: st.mode & 0o7777,
+    uid: st.uid,
+    gid: st.gid,
+  };
+}
+
+/** The limits part of linux.resources (memory, cpu, pids, blkio): for create and `runc update`. */
+export function limitResources(r: Resources): Record<string, unknown> {
   const memory: Record<string, unknown> = {};
   if (r.memory) memory.limit = r.memory;
   if (r.memorySwap) memory.swap = r.memorySwap;
@@ -211,13 +234,47 @@ export function buildSpec(input: SpecInput): OciSpec {
       rate: d.rate,
     }));
 
+  const out: Record<string, unknown> = {};
+  if (Object.keys(memory).length) out.memory = memory;
+  if (Object.keys(cpu).length) out.cpu = cpu;
+  if (r.pidsLimit && r.pidsLimit > 0) out.pids = { limit: r.pidsLimit };
+  if (Object.keys(blockIO).length) out.blockIO = blockIO;
+  return out;
+}
+
+export function buildSpec(input: SpecInput): OciSpec {
+  const caps = capabilitySet(input);
+  const namespaces: { type: string; path?: string }[] = [{ type: 'mount' }];
+  for (const type of ['pid', 'ipc'] as const) {
+    const ns = input.namespaces[type];
+    if (ns === 'private') namespaces.push({ type });
+    else if (typeof ns === 'object') namespaces.push({ type, path: ns.path });
+  }
+  if (input.namespaces.uts === 'private') namespaces.push({ type: 'uts' });
+  const net = input.namespaces.network;
+  if (net === 'private') namespaces.push({ type: 'network' });
+  else if (typeof net === 'object') namespaces.push({ type: 'network', path: net.path });
+  namespaces.push({ type: 'cgroup' });
+
+  const devices = (input.devices ?? []).map((d) => ({
+    ...hostDevice(d.hostPath, d.path),
+    access: d.permissions,
+  }));
   const resources: Record<string, unknown> = {
-    devices: input.privileged ? [{ allow: true, access: 'rwm' }] : DEFAULT_DEVICE_RULES,
+    devices: input.privileged
+      ? [{ allow: true, access: 'rwm' }]
+      : [
+          ...DEFAULT_DEVICE_RULES,
+          ...devices.map((d) => ({
+            allow: true,
+            type: d.type,
+            major: d.major,
+            minor: d.minor,
+            access: d.access,
+          })),
+        ],
   };
-  if (Object.keys(memory).length) resources.memory = memory;
-  if (Object.keys(cpu).length) resources.cpu = cpu;
-  if (r.pidsLimit && r.pidsLimit > 0) resources.pids = { limit: r.pidsLimit };
-  if (Object.keys(blockIO).length) resources.blockIO = blockIO;
+  Object.assign(resources, limitResources(input.resources));
 
   let seccomp: unknown;
   if (!input.privileged && input.seccomp !== 'unconfined') {
@@ -268,6 +325,7 @@ export function buildSpec(input: SpecInput): OciSpec {
       resources,
       cgroupsPath: input.cgroupsPath,
       namespaces,
+      ...(devices.length ? { devices: devices.map(({ access: _access, ...d }) => d) } : {}),
       ...(input.sysctls && Object.keys(input.sysctls).length ? { sysctl: input.sysctls } : {}),
       ...(seccomp ? { seccomp } : {}),
       ...(input.privileged ? {} : { maskedPaths: MASKED_PATHS, readonlyPaths: READONLY_PATHS }),
