@@ -5,7 +5,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable, Transform } from 'node:stream';
 import { decompressStream, peekStream } from '../../common/decompress.js';
 import { extractLayer } from '../../common/safetar.js';
 
@@ -34,6 +34,25 @@ export async function receiveContext(body: Readable, dir: string): Promise<Build
     return { dir, dockerfileOnly: true };
   }
   if (peeked.head.length === 0) return { dir, dockerfileOnly: false };
-  await extractLayer(peeked.stream, dir);
+  const padded = endBlocks();
+  pipeline(peeked.stream, padded, () => undefined);
+  await extractLayer(padded, dir);
   return { dir, dockerfileOnly: false };
+}
+
+/**
+ * The docker CLI's `-f -` context ends right after the last entry's data, without its padding or
+ * the end-of-archive blocks (Go's tar reader accepts that); this supplies them.
+ */
+function endBlocks(): Transform {
+  let size = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      size += chunk.length;
+      cb(null, chunk);
+    },
+    flush(cb) {
+      cb(null, Buffer.alloc(((512 - (size % 512)) % 512) + 1024));
+    },
+  });
 }
