@@ -334,21 +334,31 @@ export class ComposeEngine {
           `Found orphan containers (${orphans.map((c) => c.name).join(', ')}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.`,
         );
     }
-    const started: string[] = [];
+    // Services converge concurrently; each waits for its dependencies first.
+    const done = new Map<string, Promise<string[]>>();
     for (const name of order) {
       const s = p.services[name];
-      for (const [dep, d] of Object.entries(s.depends_on ?? {}))
-        if (p.services[dep] && !o.noStart && (order.includes(dep) || d.condition !== 'service_started'))
-          await this.waitCondition(dep, d.condition);
-      started.push(
-        ...(await this.convergeService(
-          name,
-          s,
-          existing.filter((c) => c.service === name),
-          o,
-        )),
+      const deps = Object.entries(s.depends_on ?? {});
+      done.set(
+        name,
+        (async () => {
+          for (const [dep] of deps) await done.get(dep)?.catch(() => undefined);
+          for (const [dep, d] of deps)
+            if (p.services[dep] && !o.noStart && (order.includes(dep) || d.condition !== 'service_started'))
+              await this.waitCondition(dep, d.condition);
+          return this.convergeService(
+            name,
+            s,
+            existing.filter((c) => c.service === name),
+            o,
+          );
+        })(),
       );
     }
+    const results = await Promise.allSettled(done.values());
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    const started = results.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
     if (o.wait) await this.waitRunning(order, (o.waitTimeoutSec ?? 300) * 1000);
     return started;
   }
@@ -380,28 +390,26 @@ export class ComposeEngine {
       } else keep.push(c);
     }
     const used = new Set(keep.map((c) => c.number));
-    let next = 1;
-    while (keep.length < want) {
-      while (used.has(next)) next++;
-      used.add(next);
-      const cname = containerName(this.project, name, s, next);
-      this.progress.event('Container', cname, 'Creating');
-      const id = await this.createContainer(name, next);
-      this.progress.event('Container', cname, 'Created');
-      keep.push({ id, name: cname, number: next, state: 'created' } as ProjectContainer);
-    }
+    const numbers: number[] = [];
+    for (let next = 1; keep.length + numbers.length < want; next++) if (!used.has(next)) numbers.push(next);
+    const created = await Promise.all(
+      numbers.map(async (n) => {
+        const cname = containerName(this.project, name, s, n);
+        this.progress.event('Container', cname, 'Creating');
+        const id = await this.createContainer(name, n);
+        this.progress.event('Container', cname, 'Created');
+        return { id, name: cname, number: n, state: 'created' } as ProjectContainer;
+      }),
+    );
+    keep.push(...created);
     if (o.noStart) return keep.map((c) => c.id);
-    for (const c of keep) {
-      if (c.state === 'running') {
-        this.progress.event('Container', c.name, 'Running');
-        continue;
-      }
-      if (c.state === 'paused') {
-        await this.client.unpauseContainer(c.id);
-        continue;
-      }
-      await this.startContainer(c.id, c.name);
-    }
+    await Promise.all(
+      keep.map(async (c) => {
+        if (c.state === 'running') this.progress.event('Container', c.name, 'Running');
+        else if (c.state === 'paused') await this.client.unpauseContainer(c.id);
+        else await this.startContainer(c.id, c.name);
+      }),
+    );
     return keep.map((c) => c.id);
   }
 
@@ -436,6 +444,31 @@ export class ComposeEngine {
     const known = dependencyOrder(this.project).filter((n) => names.includes(n));
     const rest = names.filter((n) => !known.includes(n));
     return [...known.reverse(), ...rest];
+  }
+
+  /** Runs fn on every container, a service only once all services depending on it are done. */
+  async inReverseDependencyOrder(
+    list: ProjectContainer[],
+    fn: (c: ProjectContainer) => Promise<void>,
+  ): Promise<void> {
+    // Only enabled services: their graph is known to be acyclic.
+    const all = this.project.services;
+    const services = [...new Set(list.map((c) => c.service))];
+    const done = new Map<string, Promise<void>>();
+    const run = (svc: string): Promise<void> => {
+      let pr = done.get(svc);
+      if (pr) return pr;
+      const dependents = services.filter((x) => x !== svc && all[x]?.depends_on?.[svc]);
+      pr = Promise.resolve().then(async () => {
+        await Promise.allSettled(dependents.map(run));
+        await Promise.all(list.filter((c) => c.service === svc).map(fn));
+      });
+      done.set(svc, pr);
+      return pr;
+    };
+    const results = await Promise.allSettled(services.map(run));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   async down(o: {
