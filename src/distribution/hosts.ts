@@ -74,3 +74,20 @@ export function registryBase(serverAddress: string, cfg: RegistryConfig): { host
   const scheme = /^http:\/\//.test(serverAddress) || isInsecure(host, cfg.insecure) ? 'http' : 'https';
   return { host, base: `${scheme}://${host}` };
 }
+
+/** Docker's `/info` RegistryConfig: CIDRs and per-registry index configs. */
+export function registryInfo(cfg: RegistryConfig): Record<string, unknown> {
+  const cidrs = ['127.0.0.0/8', ...cfg.insecure.filter((r) => r.includes('/'))];
+  const indexConfigs: Record<string, unknown> = {
+    'docker.io': { Name: 'docker.io', Mirrors: cfg.mirrors, Secure: true, Official: true },
+  };
+  for (const r of cfg.insecure.filter((x) => !x.includes('/')))
+    indexConfigs[r] = { Name: r, Mirrors: [], Secure: false, Official: false };
+  return {
+    AllowNondistributableArtifactsCIDRs: [],
+    AllowNondistributableArtifactsHostnames: [],
+    InsecureRegistryCIDRs: [...new Set(cidrs)],
+    IndexConfigs: indexConfigs,
+    Mirrors: cfg.mirrors,
+  };
+}

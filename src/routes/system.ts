@@ -1,5 +1,6 @@
 import { accessSync } from 'node:fs';
 import * as os from 'node:os';
+import { registryInfo } from '../distribution/hosts.js';
 import type { Engine } from '../engine/engine.js';
 import type { EngineEvent } from '../engine/events/events.js';
 import {
@@ -158,15 +159,7 @@ function infoBody(engine: Engine): Record<string, unknown> {
     OSType: 'linux',
     Architecture: os.machine(),
     IndexServerAddress: 'https://index.docker.io/v1/',
-    RegistryConfig: {
-      AllowNondistributableArtifactsCIDRs: [],
-      AllowNondistributableArtifactsHostnames: [],
-      InsecureRegistryCIDRs: ['127.0.0.0/8'],
-      IndexConfigs: {
-        'docker.io': { Name: 'docker.io', Mirrors: cfg.registryMirrors, Secure: true, Official: true },
-      },
-      Mirrors: cfg.registryMirrors,
-    },
+    RegistryConfig: registryInfo({ mirrors: cfg.registryMirrors, insecure: cfg.insecureRegistries }),
     NCPU: os.cpus().length,
     MemTotal: os.totalmem(),
     GenericResources: null,
