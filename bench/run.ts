@@ -2,43 +2,23 @@
  * `npm run bench`: workloads against a berthd started here and, when `dockerd` is on PATH, the
  * same workloads against a real Docker Engine in the same run. Prints medians and ratios.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdtempSync, promises as fsp } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, promises as fsp } from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bigImageArchive, manyImagesArchive } from './images.js';
+import { api, type Daemon, load, median, ping, timed, type Workload } from './harness.js';
+import { containerWorkloads, memoryFigures } from './containers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CACHE = path.join(ROOT, '.cache', 'bench');
 const DOCKER_CLI = '/usr/local/bin/docker';
 
-interface Daemon {
-  name: string;
-  socket: string;
-  proc: ChildProcess;
-  dir: string;
-}
-
 function which(cmd: string): string | undefined {
   const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : undefined;
-}
-
-function ping(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = http.request({ socketPath: socket, path: '/_ping', timeout: 500 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => {
-      req.destroy();
-      resolve(false);
-    });
-    req.end();
-  });
 }
 
 async function waitUp(d: Daemon): Promise<Daemon> {
@@ -118,54 +98,8 @@ async function stop(d: Daemon): Promise<void> {
   await fsp.rm(d.dir, { recursive: true, force: true });
 }
 
-function api(
-  socket: string,
-  method: string,
-  p: string,
-  body?: string | NodeJS.ReadableStream,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { socketPath: socket, path: p, method, headers: body ? { 'Content-Type': 'application/x-tar' } : {} },
-      (res) => {
-        let data = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (data += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
-      },
-    );
-    req.on('error', reject);
-    if (body && typeof body !== 'string') body.pipe(req);
-    else req.end(body);
-  });
-}
-
-async function timed(fn: () => Promise<void>): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t0) / 1e6;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
-async function load(d: Daemon, file: string): Promise<void> {
-  const r = await api(d.socket, 'POST', '/images/load?quiet=1', createReadStream(file));
-  if (r.status !== 200 || r.body.includes('"error"')) throw new Error(`${d.name} load failed: ${r.body}`);
-}
-
 async function removeImage(d: Daemon, name: string): Promise<void> {
   await api(d.socket, 'DELETE', `/images/${name}?force=1`);
-}
-
-interface Workload {
-  name: string;
-  setup?: (d: Daemon) => Promise<void>;
-  once: (d: Daemon) => Promise<void>;
-  after?: (d: Daemon) => Promise<void>;
-  runs: number;
 }
 
 async function main(): Promise<void> {
@@ -216,6 +150,8 @@ async function main(): Promise<void> {
       },
       runs: Math.max(10, 10 * runsScale),
     });
+  if (existsSync(busybox) && existsSync(DOCKER_CLI))
+    workloads.push(...containerWorkloads('busybox:1.38.0-musl', ROOT, (d) => load(d, busybox)));
   const registry = existsSync('/usr/bin/docker-registry') ? await startRegistry() : undefined;
   if (registry) workloads.push(...registryWorkloads(registry, await bigImageArchive(CACHE, 50, 3)));
   else console.log('docker-registry not installed: no push/pull workloads');
@@ -239,6 +175,9 @@ async function main(): Promise<void> {
         results[w.name][d.name] = median(times);
       }
     }
+    const memory: Record<string, { idleMiB: number; perContainerMiB: number }> = {};
+    if (existsSync(busybox) && (!only || 'memory'.includes(only)))
+      for (const d of daemons) memory[d.name] = await memoryFigures(d, 'busybox:1.38.0-musl');
     console.log(
       '\nworkload'.padEnd(40) + 'berth (ms)'.padStart(12) + 'docker (ms)'.padStart(14) + 'ratio'.padStart(9),
     );
@@ -249,6 +188,20 @@ async function main(): Promise<void> {
           r.berth.toFixed(1).padStart(12) +
           (r.docker?.toFixed(1) ?? '-').padStart(14) +
           ratio.padStart(9),
+      );
+    }
+    for (const [label, key] of [
+      ['memory: idle daemon RSS (MiB)', 'idleMiB'],
+      ['memory: RSS per running container (MiB)', 'perContainerMiB'],
+    ] as const) {
+      const b = memory.berth?.[key];
+      const k = memory.docker?.[key];
+      if (b === undefined) continue;
+      console.log(
+        label.padEnd(40) +
+          b.toFixed(1).padStart(12) +
+          (k?.toFixed(1) ?? '-').padStart(14) +
+          (k ? (b / k).toFixed(2) : '-').padStart(9),
       );
     }
   } finally {
