@@ -2,7 +2,7 @@
  * `npm run bench`: workloads against a berthd started here and, when `dockerd` is on PATH, the
  * same workloads against a real Docker Engine in the same run. Prints medians and ratios.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, promises as fsp } from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
