@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(runc conmon iptables iproute2 skopeo zstd busybox-static tmux docker-registry redis-server redis-tools docker-compose chromium tini)
+packages=(runc conmon iptables iproute2 skopeo zstd busybox-static tmux docker-registry redis-server redis-tools docker-compose chromium tini debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -42,6 +42,8 @@ if [ "$(id -u)" -eq 0 ]; then
 }
 JSON
   fi
-  node bin/berth.js hub seed --root /var/lib/berth-hub >/dev/null
+  # BERTH_SEED_DEBIAN=1 also seeds library/debian:bookworm-slim (debootstrap: minutes the first time,
+  # then cached by content in /var/cache/berth).
+  node bin/berth.js hub seed --root /var/lib/berth-hub ${BERTH_SEED_DEBIAN:+--with debian} >/dev/null
 fi
 echo "setup: done ($(node bin/berth.js --version))"

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { openHub } from '../../hub/config.js';
+import { DEFAULT_CACHE, debianSeed } from '../../hub/debian.js';
 import { collectGarbage } from '../../hub/gc.js';
 import { NAME_RE } from '../../hub/distribution.js';
 import { createHubServer } from '../../hub/server.js';
@@ -52,28 +53,39 @@ export function hubCommands(program: Command): void {
     .option('--registry <host:port>', 'registry to push to', DEFAULT_HUB)
     .option('--root <dir>', 'seed a hub storage directory instead (pushed through a private loopback hub)')
     .option('--no-busybox', 'skip busybox')
-    .action(async (o: { registry: string; root?: string; busybox: boolean }) => {
-      const seeds = [helloWorldSeed(), ...(o.busybox ? [await busyboxSeed()] : [])];
-      let server: ReturnType<typeof createHubServer> | undefined;
-      let registry = o.registry;
-      if (o.root) {
-        mkdirSync(o.root, { recursive: true });
-        const storage = new FsHubStorage(o.root);
-        await storage.init();
-        const s = createHubServer(storage);
-        server = s;
-        await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
-        registry = `127.0.0.1:${(s.address() as AddressInfo).port}`;
-      }
-      try {
-        for (const s of seeds) {
-          const digest = await pushSeed(registry, s);
-          process.stdout.write(`${o.root ?? o.registry}: ${s.repo}:${s.tag}: digest: ${digest}\n`);
+    .option('--with <images>', 'also seed these (comma-separated): debian (library/debian:bookworm-slim)')
+    .option('--cache <dir>', 'where built images are cached by content', DEFAULT_CACHE)
+    .action(
+      async (o: { registry: string; root?: string; busybox: boolean; with?: string; cache: string }) => {
+        const extra = (o.with ?? '').split(',').filter(Boolean);
+        for (const e of extra)
+          if (e !== 'debian') throw new ExitError(125, `unknown seed image: ${e} (known: debian)`);
+        const seeds = [helloWorldSeed(), ...(o.busybox ? [await busyboxSeed()] : [])];
+        if (extra.includes('debian'))
+          seeds.push(
+            await debianSeed({ cacheDir: o.cache, log: (l) => process.stderr.write(`debian: ${l}\n`) }),
+          );
+        let server: ReturnType<typeof createHubServer> | undefined;
+        let registry = o.registry;
+        if (o.root) {
+          mkdirSync(o.root, { recursive: true });
+          const storage = new FsHubStorage(o.root);
+          await storage.init();
+          const s = createHubServer(storage);
+          server = s;
+          await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
+          registry = `127.0.0.1:${(s.address() as AddressInfo).port}`;
         }
-      } finally {
-        server?.close();
-      }
-    });
+        try {
+          for (const s of seeds) {
+            const digest = await pushSeed(registry, s);
+            process.stdout.write(`${o.root ?? o.registry}: ${s.repo}:${s.tag}: digest: ${digest}\n`);
+          }
+        } finally {
+          server?.close();
+        }
+      },
+    );
 
   hub
     .command('gc')
