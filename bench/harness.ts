@@ -71,5 +71,7 @@ export interface Workload {
   setup?: (d: Daemon) => Promise<void>;
   once: (d: Daemon) => Promise<void>;
   after?: (d: Daemon) => Promise<void>;
+  /** once after the runs (stop what setup started) */
+  teardown?: (d: Daemon) => Promise<void>;
   runs: number;
 }

@@ -11,6 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { bigImageArchive, manyImagesArchive } from './images.js';
 import { api, type Daemon, load, median, ping, timed, type Workload } from './harness.js';
 import { containerWorkloads, memoryFigures } from './containers.js';
+import {
+  BERTH_BENCH_NET,
+  cleanupNetworking,
+  DOCKER_BENCH_BRIDGE,
+  dockerChainsExist,
+  makeDockerBridge,
+  networkWorkloads,
+} from './network.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CACHE = path.join(ROOT, '.cache', 'bench');
@@ -33,7 +41,7 @@ async function waitUp(d: Daemon): Promise<Daemon> {
 async function startBerthd(): Promise<Daemon> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'berth-bench-'));
   const socket = path.join(dir, 'berth.sock');
-  await fsp.writeFile(path.join(dir, 'none.json'), '{}');
+  await fsp.writeFile(path.join(dir, 'none.json'), JSON.stringify(BERTH_BENCH_NET));
   const proc = spawn(
     process.execPath,
     [
@@ -68,9 +76,7 @@ async function startDockerd(bin: string): Promise<Daemon> {
       '-H',
       `unix://${socket}`,
       '--bridge',
-      'none',
-      '--iptables=false',
-      '--ip-masq=false',
+      DOCKER_BENCH_BRIDGE.name,
       '--containerd-namespace',
       `bench${process.pid}`,
       '--config-file',
@@ -104,8 +110,11 @@ async function removeImage(d: Daemon, name: string): Promise<void> {
 
 async function main(): Promise<void> {
   const runsScale = Number(process.env.BENCH_RUNS ?? '1');
-  const big = await bigImageArchive(CACHE);
-  const many = await manyImagesArchive(CACHE);
+  // BENCH_FILTER=regex runs only the matching workloads
+  const filter = process.env.BENCH_FILTER ? new RegExp(process.env.BENCH_FILTER) : undefined;
+  const wants = (name: string) => !filter || filter.test(name);
+  const big = wants('load 200 MB image') ? await bigImageArchive(CACHE) : '';
+  const many = wants('images list') ? await manyImagesArchive(CACHE) : '';
   const workloads: Workload[] = [
     {
       name: 'load 200 MB image (5 layers)',
@@ -155,11 +164,17 @@ async function main(): Promise<void> {
   const registry = existsSync('/usr/bin/docker-registry') ? await startRegistry() : undefined;
   if (registry) workloads.push(...registryWorkloads(registry, await bigImageArchive(CACHE, 50, 3)));
   else console.log('docker-registry not installed: no push/pull workloads');
+  if (existsSync(busybox) && existsSync(DOCKER_CLI))
+    workloads.push(...networkWorkloads(DOCKER_CLI, 'busybox:1.38.0-musl', runsScale));
+  if (filter) workloads.splice(0, workloads.length, ...workloads.filter((w) => filter.test(w.name)));
+  const dockerChainsBefore = dockerChainsExist();
   const daemons: Daemon[] = [await startBerthd()];
   const dockerd = which('dockerd');
   try {
-    if (dockerd) daemons.push(await startDockerd(dockerd));
-    else console.log('dockerd not on PATH: measuring berth only (apt-get install docker.io to compare)');
+    if (dockerd) {
+      makeDockerBridge();
+      daemons.push(await startDockerd(dockerd));
+    } else console.log('dockerd not on PATH: measuring berth only (apt-get install docker.io to compare)');
     const results: Record<string, Record<string, number>> = {};
     // BENCH_ONLY=<substring> runs the matching workloads only.
     const only = process.env.BENCH_ONLY;
@@ -172,6 +187,7 @@ async function main(): Promise<void> {
           times.push(await timed(() => w.once(d)));
           await w.after?.(d);
         }
+        await w.teardown?.(d);
         results[w.name][d.name] = median(times);
       }
     }
@@ -179,12 +195,12 @@ async function main(): Promise<void> {
     if (existsSync(busybox) && (!only || 'memory'.includes(only)))
       for (const d of daemons) memory[d.name] = await memoryFigures(d, 'busybox:1.38.0-musl');
     console.log(
-      '\nworkload'.padEnd(40) + 'berth (ms)'.padStart(12) + 'docker (ms)'.padStart(14) + 'ratio'.padStart(9),
+      '\nworkload'.padEnd(48) + 'berth (ms)'.padStart(12) + 'docker (ms)'.padStart(14) + 'ratio'.padStart(9),
     );
     for (const [name, r] of Object.entries(results)) {
       const ratio = r.docker ? (r.berth / r.docker).toFixed(2) : '-';
       console.log(
-        name.padEnd(40) +
+        name.padEnd(48) +
           r.berth.toFixed(1).padStart(12) +
           (r.docker?.toFixed(1) ?? '-').padStart(14) +
           ratio.padStart(9),
@@ -207,6 +223,7 @@ async function main(): Promise<void> {
   } finally {
     for (const d of daemons) await stop(d);
     await registry?.stop();
+    cleanupNetworking(dockerChainsBefore);
   }
 }
 

@@ -59,9 +59,18 @@ async function egressSeconds(container: string): Promise<number> {
   }
 }
 
-/** Seconds we take to push BYTES into the container (until it has read them all and closed). */
+/**
+ * Seconds to push BYTES into the container, until its reader has them all: busybox nc does not end
+ * on EOF, so the reader stops after BYTES and a little more is sent to make nc exit and close.
+ */
 async function ingressSeconds(container: string, ip: string): Promise<number> {
-  const listen = berth(d, ['exec', container, 'sh', '-c', 'nc -l -p 5001 > /dev/null']);
+  const listen = berth(d, [
+    'exec',
+    container,
+    'sh',
+    '-c',
+    `rm -f /f; mkfifo /f; nc -l -p 5001 <>/f | head -c ${BYTES} | wc -c`,
+  ]);
   let sock: net.Socket | undefined;
   for (let i = 0; i < 50 && !sock; i++) {
     sock = await new Promise<net.Socket | undefined>((resolve) => {
@@ -73,12 +82,22 @@ async function ingressSeconds(container: string, ip: string): Promise<number> {
   }
   assert.ok(sock, 'connected to the container');
   const start = performance.now();
-  const closed = new Promise<void>((r) => sock.once('close', () => r()));
+  let closed = false;
+  const done = new Promise<void>((r) =>
+    sock.once('close', () => {
+      closed = true;
+      r();
+    }),
+  );
   sock.on('error', () => undefined);
-  sock.end(Buffer.alloc(BYTES));
-  await closed;
-  await listen;
-  return (performance.now() - start) / 1000;
+  const chunk = Buffer.alloc(64 * 1024);
+  for (let sent = 0; !closed && sent < BYTES + 4 * 1024 * 1024; sent += chunk.length)
+    if (!sock.write(chunk)) await Promise.race([new Promise((r) => sock.once('drain', r)), done]);
+  await done;
+  const secs = (performance.now() - start) / 1000;
+  const got = await listen;
+  assert.equal(got.stdout.trim(), String(BYTES), got.stderr);
+  return secs;
 }
 
 test('--network-rate limits egress and ingress with tc; inspect shows it; update changes it', async () => {

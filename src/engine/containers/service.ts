@@ -425,6 +425,7 @@ export class ContainerService {
     try {
       await this.d.snapshots.unmount(rootfs);
       await this.d.snapshots.mount(rec.id, rootfs);
+      await this.d.network.ensurePrepared(rec.id, rec.name, { ...rec.config, HostConfig: rec.hostConfig });
       const netns = await this.d.network.setUp(rec.id);
       await this.d.volumes.setup(rec.id, rec.mounts ?? [], rootfs);
       const spec = this.specFor(rec, bundle, rootfs, netns);

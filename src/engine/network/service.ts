@@ -540,6 +540,11 @@ export class NetworkService {
     await this.save(c);
   }
 
+  /** A container made before networking existed (or whose state was lost) gets it from its record. */
+  async ensurePrepared(id: string, name: string, body: unknown): Promise<void> {
+    if (!this.states.has(id)) await this.prepare(id, name, body);
+  }
+
   private checkEndpoint(n: NetState, cfg: Json, mac: string, cid: string): Endpoint {
     if (n.rec.Driver !== 'bridge')
       throw invalidArgument(`container cannot be connected to network ${n.rec.Name} with other networks`);

@@ -1,0 +1,199 @@
+/**
+ * Networking workloads: `run --rm` on the default bridge, bulk TCP through a published port on
+ * 127.0.0.1 and connection setup through it. Both engines get a bridge of the bench's own.
+ */
+import { spawnSync } from 'node:child_process';
+import * as net from 'node:net';
+
+export const BERTH_BENCH_NET = {
+  bridge: 'berthb0',
+  bip: '10.251.0.1/24',
+  'iptables-chain-prefix': 'BERTHB',
+};
+export const DOCKER_BENCH_BRIDGE = { name: 'dockb0', addr: '10.252.0.1/24' };
+
+interface Target {
+  name: string;
+  socket: string;
+}
+
+const BULK_BYTES = 256 * 1024 * 1024;
+
+function cli(docker: string, d: Target, args: string[]): string {
+  const r = spawnSync(docker, ['-H', `unix://${d.socket}`, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${d.name}: docker ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function connectRetry(port: number): Promise<net.Socket> {
+  for (let i = 0; i < 100; i++) {
+    const s = await new Promise<net.Socket | undefined>((resolve) => {
+      const c = net.connect({ host: '127.0.0.1', port });
+      c.once('connect', () => resolve(c));
+      c.once('error', () => resolve(undefined));
+    });
+    if (s) return s;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`cannot connect to 127.0.0.1:${port}`);
+}
+
+/**
+ * Pushes BULK_BYTES into a container whose reader stops after that many (busybox nc does not end
+ * on EOF): a little more is sent so the reader's exit closes the connection, which ends the clock.
+ */
+async function pushBulk(port: number): Promise<void> {
+  const s = await connectRetry(port);
+  const chunk = Buffer.alloc(1024 * 1024);
+  let sent = 0;
+  let closed = false;
+  const done = new Promise<void>((r) =>
+    s.once('close', () => {
+      closed = true;
+      r();
+    }),
+  );
+  s.on('error', () => undefined);
+  while (!closed && sent < BULK_BYTES + 64 * chunk.length) {
+    sent += chunk.length;
+    if (!s.write(chunk)) await Promise.race([new Promise((r) => s.once('drain', r)), done]);
+  }
+  if (!closed) s.end();
+  await done;
+}
+
+/** One HTTP/1.0 request: connect, request, full answer. */
+function oneRequest(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.on('connect', () => s.write('GET /i.html HTTP/1.0\r\n\r\n'));
+    s.on('data', () => undefined);
+    s.on('end', () => resolve());
+    s.on('error', reject);
+  });
+}
+
+export interface NetWorkload {
+  name: string;
+  setup?: (d: Target) => Promise<void>;
+  once: (d: Target) => Promise<void>;
+  teardown?: (d: Target) => Promise<void>;
+  runs: number;
+}
+
+export function networkWorkloads(docker: string, image: string, scale: number): NetWorkload[] {
+  const sinks = new Map<string, { id: string; port: number }>();
+  const webs = new Map<string, { id: string; port: number }>();
+  return [
+    {
+      name: 'docker run --rm busybox true (bridge)',
+      once: async (d) => {
+        cli(docker, d, ['run', '--rm', image, 'true']);
+      },
+      runs: Math.max(10, 10 * scale),
+    },
+    {
+      name: `TCP ${BULK_BYTES >> 20} MiB host->container, -p 127.0.0.1`,
+      setup: async (d) => {
+        const port = await freePort();
+        const id = cli(docker, d, [
+          'run',
+          '-d',
+          '-p',
+          `127.0.0.1:${port}:5001`,
+          image,
+          'sh',
+          '-c',
+          `mkfifo /f; while true; do nc -l -p 5001 <>/f | head -c ${BULK_BYTES} > /dev/null; done`,
+        ]);
+        sinks.set(d.name, { id, port });
+      },
+      once: async (d) => {
+        await pushBulk(sinks.get(d.name)!.port);
+      },
+      teardown: async (d) => {
+        cli(docker, d, ['rm', '-f', sinks.get(d.name)!.id]);
+      },
+      runs: Math.max(3, 3 * scale),
+    },
+    {
+      name: 'HTTP request via -p 127.0.0.1 (connect)',
+      setup: async (d) => {
+        const port = await freePort();
+        const id = cli(docker, d, [
+          'run',
+          '-d',
+          '-p',
+          `127.0.0.1:${port}:80`,
+          image,
+          'sh',
+          '-c',
+          'echo hi > /i.html; exec httpd -f -p 80 -h /',
+        ]);
+        webs.set(d.name, { id, port });
+        for (let i = 0; i < 100; i++) {
+          try {
+            await oneRequest(port);
+            break;
+          } catch {
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        }
+      },
+      once: async (d) => {
+        await oneRequest(webs.get(d.name)!.port);
+      },
+      teardown: async (d) => {
+        cli(docker, d, ['rm', '-f', webs.get(d.name)!.id]);
+      },
+      runs: Math.max(50, 50 * scale),
+    },
+  ];
+}
+
+/** A bridge for dockerd (`--bridge` wants an existing one). */
+export function makeDockerBridge(): void {
+  const b = DOCKER_BENCH_BRIDGE;
+  spawnSync('ip', ['link', 'add', b.name, 'type', 'bridge']);
+  spawnSync('ip', ['addr', 'add', b.addr, 'dev', b.name]);
+  spawnSync('ip', ['link', 'set', b.name, 'up']);
+}
+
+/**
+ * Removes what dockerd's iptables=true left (its DOCKER* chains and the jumps to them) and the
+ * bench bridges, unless DOCKER chains existed before the bench (a real Docker owns them then).
+ */
+export function cleanupNetworking(dockerChainsBefore: boolean): void {
+  spawnSync('ip', ['link', 'del', DOCKER_BENCH_BRIDGE.name]);
+  spawnSync('ip', ['link', 'del', BERTH_BENCH_NET.bridge]);
+  if (dockerChainsBefore) return;
+  for (const table of ['filter', 'nat']) {
+    const rules = spawnSync('iptables', ['-w', '-t', table, '-S'], { encoding: 'utf8' }).stdout.split('\n');
+    for (const r of rules) {
+      const m = /^-A (\S+) (.*-j DOCKER\S*.*)$/.exec(r);
+      if (m && !m[1].startsWith('DOCKER'))
+        spawnSync('sh', ['-c', `iptables -w -t ${table} -D ${m[1]} ${m[2]}`]);
+    }
+    for (const r of rules) {
+      const m = /^-N (DOCKER\S*)$/.exec(r);
+      if (m) {
+        spawnSync('iptables', ['-w', '-t', table, '-F', m[1]]);
+        spawnSync('iptables', ['-w', '-t', table, '-X', m[1]]);
+      }
+    }
+  }
+}
+
+export function dockerChainsExist(): boolean {
+  return /:DOCKER /.test(spawnSync('iptables-save', { encoding: 'utf8' }).stdout);
+}
