@@ -545,6 +545,8 @@ export interface ContainerSummary {
   Status: string;
   Labels: Record<string, string> | null;
   Ports: { IP?: string; PrivatePort: number; PublicPort?: number; Type: string }[];
+  SizeRw?: number;
+  SizeRootFs?: number;
   [key: string]: unknown;
 }
 

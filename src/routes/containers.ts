@@ -41,7 +41,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
     sendJson(ctx.res, 201, await svc.create(body, name));
   });
 
-  router.add('GET', '/containers/json', (ctx) => {
+  router.add('GET', '/containers/json', async (ctx) => {
     const all = queryBool(ctx.query, 'all');
     const limit = queryInt(ctx.query, 'limit', -1);
     const f = parseFilters(ctx.query);
@@ -62,11 +62,10 @@ export function containerRoutes(router: Router, engine: Engine): void {
       list = list.filter((r) => r.state.Running || r.state.Restarting);
     list.sort((a, b) => Date.parse(b.created) - Date.parse(a.created));
     if (limit > 0) list = list.slice(0, limit);
-    sendJson(
-      ctx.res,
-      200,
-      list.map((r) => summary(r, engine)),
-    );
+    const out = list.map((r) => summary(r, engine));
+    if (queryBool(ctx.query, 'size'))
+      await Promise.all(list.map(async (r, i) => Object.assign(out[i], await svc.sizes(r.id))));
+    sendJson(ctx.res, 200, out);
   });
 
   router.add('POST', '/containers/prune', async (ctx) => {
@@ -76,9 +75,12 @@ export function containerRoutes(router: Router, engine: Engine): void {
     sendJson(ctx.res, 200, { ContainersDeleted: removed.length ? removed : null, SpaceReclaimed: 0 });
   });
 
-  router.add('GET', '/containers/{id}/json', (ctx) =>
-    sendJson(ctx.res, 200, inspect(svc.get(ctx.params.id), engine)),
-  );
+  router.add('GET', '/containers/{id}/json', async (ctx) => {
+    const rec = svc.get(ctx.params.id);
+    const out = inspect(rec, engine);
+    if (queryBool(ctx.query, 'size')) Object.assign(out, await svc.sizes(rec.id));
+    sendJson(ctx.res, 200, out);
+  });
 
   router.add('POST', '/containers/{id}/start', async (ctx) => {
     ctx.req.resume();

@@ -1,9 +1,10 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- inspect JSON is read field by field in assertions */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
-import { berth, docker, FIXTURES, request, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { BERTH, berth, docker, FIXTURES, request, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 
 const BB = 'busybox:1.38.0-musl';
 let d: TestDaemon;
@@ -448,3 +449,96 @@ test('restart policies at daemon start: always and unless-stopped come back, sto
     await own.stop();
   }
 });
+
+test('ps -s and inspect --size report the writable layer and the virtual size', async () => {
+  const r = await berth(d, [
+    'run',
+    '-d',
+    '--name',
+    'sized',
+    BB,
+    'sh',
+    '-c',
+    'head -c 300000 /dev/zero > /big; sleep 300',
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const id = r.stdout.trim();
+  let out = '';
+  for (let i = 0; i < 50 && !/300kB/.test(out); i++) {
+    await sleep(100);
+    out = (await berth(d, ['ps', '-s', '--filter', 'name=sized'])).stdout;
+  }
+  assert.match(out, /SIZE/);
+  assert.match(out, /300kB \(virtual \d/);
+  const c = JSON.parse((await request(d, 'GET', `/containers/${id}/json?size=1`)).body.toString());
+  assert.ok(c.SizeRw >= 300000 && c.SizeRw < 310000, String(c.SizeRw));
+  assert.ok(c.SizeRootFs > c.SizeRw);
+  const dps = await docker(d, ['ps', '-s', '--filter', 'name=sized', '--format', '{{.Size}}']);
+  assert.match(dps.stdout, /^300kB \(virtual /);
+  await berth(d, ['rm', '-f', id]);
+});
+
+test('the story: berth run --rm alpine cat /etc/os-release with the Alpine fixture imported', async () => {
+  const imp = await berth(d, [
+    'import',
+    path.join(FIXTURES, 'alpine-minirootfs-3.20.3-x86_64.tar.gz'),
+    'alpine:3.20',
+  ]);
+  assert.equal(imp.code, 0, imp.stderr);
+  const r = await berth(d, ['run', '--rm', 'alpine:3.20', 'cat', '/etc/os-release']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^NAME="Alpine Linux"$/m);
+  assert.match(r.stdout, /^VERSION_ID=3\.20\.3$/m);
+  await berth(d, ['rmi', 'alpine:3.20']);
+});
+
+test(
+  'berth run -it: a real TTY, Ctrl-C reaches the container, ctrl-p ctrl-q detaches',
+  { skip: !existsSync('/usr/bin/tmux') && 'needs tmux' },
+  async () => {
+    const session = `berth-it2-${process.pid}`;
+    const screen = () => spawnSync('tmux', ['capture-pane', '-t', session, '-p']).stdout.toString();
+    const waitFor = async (re: RegExp) => {
+      let s = screen();
+      for (let i = 0; i < 80 && !re.test(s); i++) {
+        await sleep(100);
+        s = screen();
+      }
+      return s;
+    };
+    spawnSync('tmux', [
+      'new-session',
+      '-d',
+      '-s',
+      session,
+      '-x',
+      '90',
+      '-y',
+      '25',
+      `${process.execPath} ${BERTH} -H ${d.host} run -it --name itc ${BB} sh`,
+    ]);
+    try {
+      assert.match(await waitFor(/\/ #/), /\/ #/);
+      // Ctrl-C interrupts the foreground command inside, not the client
+      spawnSync('tmux', ['send-keys', '-t', session, 'sleep 100', 'Enter']);
+      await sleep(500);
+      spawnSync('tmux', ['send-keys', '-t', session, 'C-c']);
+      await sleep(200);
+      spawnSync('tmux', ['send-keys', '-t', session, 'echo after-$?', 'Enter']);
+      assert.match(await waitFor(/after-130/), /after-130/);
+      spawnSync('tmux', ['send-keys', '-t', session, 'stty size', 'Enter']);
+      assert.match(await waitFor(/^25 90$/m), /^25 90$/m);
+      // detach keys leave it running
+      spawnSync('tmux', ['send-keys', '-t', session, 'C-p', 'C-q']);
+      let c = await inspect('itc');
+      for (let i = 0; i < 50 && spawnSync('tmux', ['has-session', '-t', session]).status === 0; i++)
+        await sleep(100);
+      c = await inspect('itc');
+      assert.equal(c.State.Running, true, 'still running after detach');
+      assert.notEqual(spawnSync('tmux', ['has-session', '-t', session]).status, 0, 'the client exited');
+    } finally {
+      spawnSync('tmux', ['kill-session', '-t', session]);
+      await berth(d, ['rm', '-f', 'itc']);
+    }
+  },
+);

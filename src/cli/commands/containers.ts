@@ -652,11 +652,17 @@ export function containerCommands(program: Command, ctx: CliContext): void {
           latest?: boolean;
           trunc: boolean;
           quiet?: boolean;
+          size?: boolean;
         }) => {
           const client = await connect(ctx);
           const limit = o.latest ? 1 : o.last ? Number(o.last) : undefined;
+          const sizeOf = (c: ContainerSummary) =>
+            c.SizeRw === undefined
+              ? ''
+              : `${humanSize(c.SizeRw)} (virtual ${humanSize(c.SizeRootFs ?? c.SizeRw)})`;
           const list = await client.listContainers({
             all: o.all,
+            size: o.size || (o.format ?? '').includes('.Size'),
             limit,
             filters: parseFilterFlags(o.filter),
           });
@@ -665,6 +671,7 @@ export function containerCommands(program: Command, ctx: CliContext): void {
             return;
           }
           const cols = psColumns(!o.trunc);
+          if (o.size) cols.push({ header: 'SIZE', field: 'Size', value: sizeOf });
           printRows(list, cols, o.format, (c) => ({
             ID: o.trunc ? truncateId(c.Id) : c.Id,
             Image: c.Image,
@@ -674,7 +681,7 @@ export function containerCommands(program: Command, ctx: CliContext): void {
             Ports: formatPorts(c.Ports ?? []),
             State: c.State,
             Status: c.Status,
-            Size: '0B',
+            Size: sizeOf(c),
             Names: c.Names.map((n) => n.replace(/^\//, '')).join(','),
             Labels: Object.entries(c.Labels ?? {})
               .map(([k, v]) => `${k}=${v}`)

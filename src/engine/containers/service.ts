@@ -242,6 +242,15 @@ export class ContainerService {
     return l;
   }
 
+  /** Docker's SizeRw (the writable layer's bytes) and SizeRootFs (image plus writable layer). */
+  async sizes(ref: string): Promise<{ SizeRw: number; SizeRootFs: number }> {
+    const rec = this.get(ref);
+    const img = this.d.images.tryResolve(rec.imageId);
+    const spec = await this.d.snapshots.prepare(rec.id, img?.record.chainId ?? null);
+    const rw = await treeSize(spec.upperDir);
+    return { SizeRw: rw, SizeRootFs: (img?.record.size ?? 0) + rw };
+  }
+
   /** Persists a record after another room (health checks) changed its state. */
   async saveState(id: string): Promise<void> {
     const rec = this.records.get(id);
@@ -1137,6 +1146,32 @@ function resourcesOf(h: HostConfig): Resources {
     blkioDeviceReadBps: (h.BlkioDeviceReadBps ?? []).map((d) => ({ path: d.Path, rate: d.Rate })),
     blkioDeviceWriteBps: (h.BlkioDeviceWriteBps ?? []).map((d) => ({ path: d.Path, rate: d.Rate })),
   };
+}
+
+/** Bytes of the regular files and symlinks under dir (hard links counted once), like du. */
+async function treeSize(dir: string): Promise<number> {
+  const seen = new Set<number>();
+  let total = 0;
+  const walk = async (d: string): Promise<void> => {
+    let names: string[];
+    try {
+      names = await fsp.readdir(d);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const p = path.join(d, n);
+      const st = await fsp.lstat(p).catch(() => undefined);
+      if (!st) continue;
+      if (st.isDirectory()) await walk(p);
+      else if (!seen.has(st.ino)) {
+        seen.add(st.ino);
+        if (st.isFile() || st.isSymbolicLink()) total += st.size;
+      }
+    }
+  };
+  await walk(dir);
+  return total;
 }
 
 function shmBind(source: string): Mount {
