@@ -289,7 +289,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
   router.add('PUT', '/containers/{id}/archive', async (ctx) => {
     const p = ctx.query.get('path');
     if (!p) throw invalidArgument('path is required');
-    await svc.withPathRoot(ctx.params.id, p, (root, p) => extractToPath(root, p, ctx.req));
+    await svc.withPathRoot(ctx.params.id, p, (root, p) => extractToPath(root, p, ctx.req), true);
     ctx.res.writeHead(200, { 'Content-Length': 0 });
     ctx.res.end();
   });

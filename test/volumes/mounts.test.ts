@@ -554,3 +554,64 @@ test('volume events, ps --filter volume=, rshared binds and relative -v sources 
   assert.equal(rel.status, 0, rel.stderr);
   assert.equal(readFileSync(path.join(tmp, 'relsrc', 'f'), 'utf8'), 'rel\n');
 });
+
+test('cp into a read-only mount is refused; a volume subpath must not go through a symlink', async () => {
+  let r = await docker(d, ['create', '--name', 'rocp', '-v', 'rovol:/ro:ro', BB]);
+  assert.equal(r.code, 0, r.stderr);
+  const f = path.join(tmp, 'rofile');
+  writeFileSync(f, 'x\n');
+  r = await docker(d, ['cp', f, 'rocp:/ro/']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /mounted volume is marked read-only/);
+  assert.ok(!existsSync(path.join(d.dataRoot, 'volumes', 'rovol', '_data', 'rofile')));
+  assert.equal((await docker(d, ['rm', 'rocp'])).code, 0);
+  r = await docker(d, [
+    'run',
+    '--rm',
+    '-v',
+    'subvol:/v',
+    BB,
+    'sh',
+    '-c',
+    'mkdir /v/real && echo in > /v/real/f && ln -s / /v/escape',
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await docker(d, [
+    'run',
+    '--rm',
+    '--mount',
+    'type=volume,src=subvol,dst=/s,volume-subpath=real',
+    BB,
+    'cat',
+    '/s/f',
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'in\n');
+  // create + start (the docker CLI's run --rm waits for a removal that a failed start never brings).
+  r = await docker(d, [
+    'create',
+    '--name',
+    'subesc',
+    '--mount',
+    'type=volume,src=subvol,dst=/s,volume-subpath=escape',
+    BB,
+    'ls',
+    '/s',
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await docker(d, ['start', '-a', 'subesc']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /must not go through a symbolic link/);
+  assert.equal((await docker(d, ['rm', 'subesc'])).code, 0);
+  r = await docker(d, [
+    'run',
+    '--rm',
+    '--mount',
+    'type=volume,src=subvol,dst=/s,volume-subpath=../x',
+    BB,
+    'true',
+  ]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /subpath must be a relative path within the volume/);
+  assert.equal((await docker(d, ['volume', 'rm', 'rovol', 'subvol'])).code, 0);
+});

@@ -1047,9 +1047,14 @@ export class ContainerService {
    * Like withRootfs, for path `p`: when a mount covers it, the root is that mount's host view
    * (so `cp` reads and writes volumes and binds, as Docker does).
    */
-  async withPathRoot<T>(ref: string, p: string, fn: (root: string, p: string) => Promise<T>): Promise<T> {
+  async withPathRoot<T>(
+    ref: string,
+    p: string,
+    fn: (root: string, p: string) => Promise<T>,
+    write = false,
+  ): Promise<T> {
     const rec = this.get(ref);
-    const view = this.d.volumes.hostView(rec.mounts ?? [], p, rec.state.Running ? rec.state.Pid : 0);
+    const view = this.d.volumes.hostView(rec.mounts ?? [], p, rec.state.Running ? rec.state.Pid : 0, write);
     if (view) return fn(view.root, view.path);
     return this.withRootfs(ref, (root) => fn(root, p));
   }

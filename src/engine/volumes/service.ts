@@ -267,14 +267,7 @@ export class VolumeService {
         if (users.size === 0) await this.driver.mount(m.Name);
         users.add(containerId);
       }
-      if (m.Subpath) {
-        const sub = resolveInRoot(m.Source, m.Subpath);
-        try {
-          await fsp.stat(sub);
-        } catch {
-          throw invalidArgument(`cannot access path ${sub}: no such file or directory`);
-        }
-      }
+      if (m.Subpath) await checkSubpath(m.Source, m.Subpath);
       if (m.CopyData && !m.Subpath) await populate(rootfs, m.Destination, m.Source);
       this.events.publish('volume', 'mount', m.Name, {
         container: containerId,
@@ -301,12 +294,18 @@ export class VolumeService {
    * Where `p` of a container lives on the host when a mount covers it: the running container's
    * own view (/proc/<pid>/root) or, stopped, the volume's or bind's host directory.
    */
-  hostView(mounts: MountPoint[], p: string, pid: number): { root: string; path: string } | undefined {
+  hostView(
+    mounts: MountPoint[],
+    p: string,
+    pid: number,
+    write = false,
+  ): { root: string; path: string } | undefined {
     const hit = mountFor(mounts, p);
     if (!hit) return undefined;
+    if (write && !hit.mount.RW) throw invalidArgument('mounted volume is marked read-only');
     if (pid > 0) return { root: `/proc/${pid}/root`, path: p };
     if (hit.mount.Type === 'tmpfs') return undefined;
-    const base = hit.mount.Subpath ? path.join(hit.mount.Source, hit.mount.Subpath) : hit.mount.Source;
+    const base = hit.mount.Subpath ? resolveInRoot(hit.mount.Source, hit.mount.Subpath) : hit.mount.Source;
     return { root: base, path: hit.rest };
   }
 }
@@ -314,6 +313,25 @@ export class VolumeService {
 export function labelMatch(labels: Record<string, string>, f: string): boolean {
   const eq = f.indexOf('=');
   return eq < 0 ? f in labels : labels[f.slice(0, eq)] === f.slice(eq + 1);
+}
+
+/**
+ * A subpath must name a directory or file inside the volume through real directories only: a
+ * symlink a container left there would make runc mount a host path of its choosing.
+ */
+async function checkSubpath(volume: string, subpath: string): Promise<void> {
+  let cur = volume;
+  for (const part of subpath.split('/').filter((x) => x && x !== '.')) {
+    cur = path.join(cur, part);
+    let st: Stats;
+    try {
+      st = await fsp.lstat(cur);
+    } catch {
+      throw invalidArgument(`cannot access path ${path.join(volume, subpath)}: no such file or directory`);
+    }
+    if (st.isSymbolicLink())
+      throw invalidArgument(`cannot mount subpath ${subpath}: it must not go through a symbolic link`);
+  }
 }
 
 /** Docker's copy-up: an empty volume takes the image's files at its mount point, owner and mode too. */
