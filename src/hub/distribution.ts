@@ -3,6 +3,7 @@
  * (GET/HEAD with Range, DELETE), uploads (monolithic, chunked, cross-repository mount),
  * manifests (GET/HEAD/PUT/DELETE by tag or digest, `subject` → referrers) and the referrers API.
  */
+import type * as http from 'node:http';
 import { Readable } from 'node:stream';
 import { type Digest, isDigest, sha256Digest } from '../common/digest.js';
 import { checkPushedManifest, ManifestError } from './manifest.js';
@@ -313,13 +314,33 @@ async function manifestSubject(ctx: HubContext, digest: Digest): Promise<Digest 
   }
 }
 
+/** Discards a request body up to `limit` bytes; false when it was longer (or failed). */
+function drain(req: http.IncomingMessage, limit: number): Promise<boolean> {
+  if (req.readableEnded) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    let n = 0;
+    const onData = (c: Buffer) => {
+      n += c.length;
+      if (n > limit) {
+        req.off('data', onData);
+        req.pause();
+        resolve(false);
+      }
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(true));
+    req.once('error', () => resolve(false));
+  });
+}
+
 async function putManifest(ctx: HubContext, name: string, ref: string, byDigest: boolean): Promise<void> {
   const { req, res, storage } = ctx;
   const declared = Number(req.headers['content-length'] ?? '0');
   const body = declared > MAX_MANIFEST ? undefined : await readBody(req, MAX_MANIFEST);
   if (!body) {
-    req.resume();
-    res.setHeader('Connection', 'close');
+    // Read the rest (bounded) before answering: a client still sending would otherwise get EPIPE
+    // instead of the 413.
+    if (!(await drain(req, 16 * MAX_MANIFEST))) res.setHeader('Connection', 'close');
     return ociError(res, 413, 'SIZE_INVALID', `manifest larger than ${MAX_MANIFEST} bytes`);
   }
   const digest = sha256Digest(body);
