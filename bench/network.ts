@@ -5,12 +5,14 @@
 import { spawnSync } from 'node:child_process';
 import * as net from 'node:net';
 
+// Names of this bench run's own, so two benches on one machine do not share a bridge or chains.
+const TAG = process.pid % 100000;
 export const BERTH_BENCH_NET = {
-  bridge: 'berthb0',
-  bip: '10.251.0.1/24',
-  'iptables-chain-prefix': 'BERTHB',
+  bridge: `bb${TAG}`,
+  bip: `10.251.${TAG % 250}.1/24`,
+  'iptables-chain-prefix': `BB${TAG}`,
 };
-export const DOCKER_BENCH_BRIDGE = { name: 'dockb0', addr: '10.252.0.1/24' };
+export const DOCKER_BENCH_BRIDGE = { name: `db${TAG}`, addr: `10.252.${TAG % 250}.1/24` };
 
 interface Target {
   name: string;
@@ -83,20 +85,26 @@ function oneRequest(port: number): Promise<void> {
   });
 }
 
-export interface NetWorkload {
+export interface NetWorkload<T extends Target> {
   name: string;
-  setup?: (d: Target) => Promise<void>;
-  once: (d: Target) => Promise<void>;
-  teardown?: (d: Target) => Promise<void>;
+  setup?: (d: T) => Promise<void>;
+  once: (d: T) => Promise<void>;
+  teardown?: (d: T) => Promise<void>;
   runs: number;
 }
 
-export function networkWorkloads(docker: string, image: string, scale: number): NetWorkload[] {
+export function networkWorkloads<T extends Target>(
+  docker: string,
+  image: string,
+  scale: number,
+  loadImage: (d: T) => Promise<void>,
+): NetWorkload<T>[] {
   const sinks = new Map<string, { id: string; port: number }>();
   const webs = new Map<string, { id: string; port: number }>();
   return [
     {
       name: 'docker run --rm busybox true (bridge)',
+      setup: loadImage,
       once: async (d) => {
         cli(docker, d, ['run', '--rm', image, 'true']);
       },

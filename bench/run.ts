@@ -165,7 +165,9 @@ async function main(): Promise<void> {
   if (registry) workloads.push(...registryWorkloads(registry, await bigImageArchive(CACHE, 50, 3)));
   else console.log('docker-registry not installed: no push/pull workloads');
   if (existsSync(busybox) && existsSync(DOCKER_CLI))
-    workloads.push(...networkWorkloads(DOCKER_CLI, 'busybox:1.38.0-musl', runsScale));
+    workloads.push(
+      ...networkWorkloads<Daemon>(DOCKER_CLI, 'busybox:1.38.0-musl', runsScale, (d) => load(d, busybox)),
+    );
   if (filter) workloads.splice(0, workloads.length, ...workloads.filter((w) => filter.test(w.name)));
   const dockerChainsBefore = dockerChainsExist();
   const daemons: Daemon[] = [await startBerthd()];
