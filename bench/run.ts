@@ -8,6 +8,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildContext } from './build-context.js';
 import { bigImageArchive, manyImagesArchive } from './images.js';
 import { api, type Daemon, load, median, ping, timed, type Workload } from './harness.js';
 import { containerWorkloads, memoryFigures } from './containers.js';
@@ -161,6 +162,43 @@ async function main(): Promise<void> {
     });
   if (existsSync(busybox) && existsSync(DOCKER_CLI))
     workloads.push(...containerWorkloads('busybox:1.38.0-musl', ROOT, (d) => load(d, busybox)));
+  if (existsSync(busybox) && existsSync(DOCKER_CLI)) {
+    // Both engines get the same client: the docker CLI with the classic builder.
+    const ctxDir = await buildContext(CACHE);
+    const build = (d: Daemon, extra: string[]) => {
+      const r = spawnSync(
+        DOCKER_CLI,
+        [
+          '-H',
+          `unix://${d.socket}`,
+          'build',
+          '-q',
+          '--network',
+          'none',
+          '-t',
+          'bench/build',
+          ...extra,
+          ctxDir,
+        ],
+        { env: { ...process.env, DOCKER_BUILDKIT: '0' } },
+      );
+      if (r.status !== 0) throw new Error(`${d.name}: build failed: ${r.stderr}`);
+    };
+    workloads.push(
+      {
+        name: 'build ~8 steps, 20 MB + 200 files, cold',
+        setup: (d) => load(d, busybox),
+        once: async (d) => build(d, ['--no-cache']),
+        runs: Math.max(3, 3 * runsScale),
+      },
+      {
+        name: 'build ~8 steps, fully cached rebuild',
+        setup: async (d) => build(d, []),
+        once: async (d) => build(d, []),
+        runs: Math.max(5, 5 * runsScale),
+      },
+    );
+  }
   const registry = existsSync('/usr/bin/docker-registry') ? await startRegistry() : undefined;
   if (registry) workloads.push(...registryWorkloads(registry, await bigImageArchive(CACHE, 50, 3)));
   else console.log('docker-registry not installed: no push/pull workloads');

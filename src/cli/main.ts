@@ -40,7 +40,7 @@ export function buildProgram(ctx: CliContext): Command {
   networkCommands(program, ctx);
   volumeCommands(program, ctx);
   daemonCommands(program);
-  hubCommands(program);
+  hubCommands(program, ctx);
   searchCommand(program, ctx);
   composeCommand(program, ctx);
   program

@@ -8,13 +8,15 @@ import { NAME_RE } from '../../hub/distribution.js';
 import { createHubServer } from '../../hub/server.js';
 import { UserStore } from '../../hub/accounts.js';
 import { busyboxSeed, helloWorldSeed, pushSeed } from '../../hub/seed.js';
+import { BUILT_SEEDS, buildAndPushSeed } from '../../hub/seed-build.js';
 import { FsHubStorage } from '../../hub/storage.js';
+import { type CliContext, connect } from '../context.js';
 import { ExitError } from '../errors.js';
 
 export const DEFAULT_HUB = '127.0.0.1:5000';
 const DEFAULT_ROOT = '/var/lib/berth-hub';
 
-export function hubCommands(program: Command): void {
+export function hubCommands(program: Command, ctx?: CliContext): void {
   const hub = program.command('hub').description('Berth Hub: a registry for images');
 
   hub
@@ -53,13 +55,19 @@ export function hubCommands(program: Command): void {
     .option('--registry <host:port>', 'registry to push to', DEFAULT_HUB)
     .option('--root <dir>', 'seed a hub storage directory instead (pushed through a private loopback hub)')
     .option('--no-busybox', 'skip busybox')
-    .option('--with <images>', 'also seed these (comma-separated): debian (library/debian:bookworm-slim)')
+    .option(
+      '--with <images>',
+      `also seed these (comma-separated): debian (library/debian:bookworm-slim), ${BUILT_SEEDS.join(', ')} (built by the daemon from images/<name>/Dockerfile, after debian)`,
+    )
     .option('--cache <dir>', 'where built images are cached by content', DEFAULT_CACHE)
     .action(
       async (o: { registry: string; root?: string; busybox: boolean; with?: string; cache: string }) => {
         const extra = (o.with ?? '').split(',').filter(Boolean);
         for (const e of extra)
-          if (e !== 'debian') throw new ExitError(125, `unknown seed image: ${e} (known: debian)`);
+          if (e !== 'debian' && !BUILT_SEEDS.includes(e))
+            throw new ExitError(125, `unknown seed image: ${e} (known: debian, ${BUILT_SEEDS.join(', ')})`);
+        const built = extra.filter((e) => BUILT_SEEDS.includes(e));
+        if (built.length && !ctx) throw new ExitError(1, 'building seed images needs a daemon');
         const seeds = [helloWorldSeed(), ...(o.busybox ? [await busyboxSeed()] : [])];
         if (extra.includes('debian'))
           seeds.push(
@@ -80,6 +88,11 @@ export function hubCommands(program: Command): void {
           for (const s of seeds) {
             const digest = await pushSeed(registry, s);
             process.stdout.write(`${o.root ?? o.registry}: ${s.repo}:${s.tag}: digest: ${digest}\n`);
+          }
+          for (const name of built) {
+            const client = await connect(ctx!);
+            const digest = await buildAndPushSeed(client, registry, name, (l) => process.stderr.write(l));
+            process.stdout.write(`${o.root ?? o.registry}: library/${name}:latest: digest: ${digest}\n`);
           }
         } finally {
           server?.close();

@@ -122,8 +122,12 @@ export async function checksumSources(sources: SourceFile[]): Promise<string> {
     if (st.isSymbolicLink()) h.update(`l${await fsp.readlink(host)}\0`);
     else if (st.isFile()) {
       h.update(`f${st.size}\0`);
+      if (st.size <= 1024 * 1024) {
+        h.update(await fsp.readFile(host));
+        return;
+      }
       await new Promise<void>((resolve, reject) => {
-        createReadStream(host)
+        createReadStream(host, { highWaterMark: 1024 * 1024 })
           .on('data', (b) => h.update(b))
           .on('end', resolve)
           .on('error', reject);
