@@ -3,7 +3,7 @@
  * builds them with the classic builder (RUN on the host network, so apt reaches Debian's mirror)
  * and pushes them to the hub as library/<name>.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client, JsonMessage } from '../client/client.js';
@@ -29,6 +29,7 @@ export async function buildAndPushSeed(
   if (!existsSync(path.join(dir, 'Dockerfile')))
     throw new Error(`no Dockerfile for seed image ${name} in ${dir}`);
   const repo = `${registry}/library/${name}`;
+  await ensureBase(client, registry, readFileSync(path.join(dir, 'Dockerfile'), 'utf8'), log);
   await client.build(
     contextTar(dir, { excludes: readDockerignore(dir), keep: ['Dockerfile', '.dockerignore'] }),
     { t: [`${repo}:latest`], dockerfile: 'Dockerfile', networkmode: 'host', version: 1 },
@@ -46,4 +47,32 @@ export async function buildAndPushSeed(
   });
   if (!digest) throw new Error(`pushing ${repo}:latest reported no digest`);
   return digest;
+}
+
+/**
+ * The base image (e.g. debian:bookworm-slim, seeded just before) taken from the registry being
+ * seeded when the daemon does not have it, so that seeding a fresh hub root works whatever the
+ * daemon's mirrors are.
+ */
+async function ensureBase(client: Client, registry: string, dockerfile: string, log: (l: string) => void) {
+  const m = /^\s*FROM\s+(?:--\S+\s+)*(\S+)/im.exec(dockerfile);
+  if (!m || m[1] === 'scratch' || m[1].includes('$')) return;
+  const base = m[1];
+  try {
+    await client.inspectImage(base);
+    return;
+  } catch {
+    // not there: from the registry being seeded
+  }
+  const [name, tag = 'latest'] = base.split(':');
+  const fromImage = `${registry}/${name.includes('/') ? name : `library/${name}`}`;
+  try {
+    await client.pullImage(fromImage, { tag }, failOn);
+    await client.tagImage(`${fromImage}:${tag}`, name, tag);
+    log(`${base}: taken from ${fromImage}:${tag}\n`);
+  } catch (err) {
+    log(
+      `${base}: not in ${registry} (${(err as Error).message}); the build pulls it through the daemon's mirrors\n`,
+    );
+  }
 }
