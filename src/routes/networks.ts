@@ -12,7 +12,6 @@ function labelMatch(labels: Record<string, string>, f: string): boolean {
 
 export function networkRoutes(router: Router, engine: Engine): void {
   const net = engine.network;
-  networkUpdateRoute(router, engine);
 
   router.add('GET', '/networks', (ctx) => {
     const f = parseFilters(ctx.query);
@@ -70,19 +69,5 @@ export function networkRoutes(router: Router, engine: Engine): void {
     await net.disconnect(ctx.params.id, await readJson<unknown>(ctx.req, {}));
     ctx.res.writeHead(200, { 'Content-Length': 0 });
     ctx.res.end();
-  });
-}
-
-/**
- * POST /containers/{id}/update for the network room's part (NetworkRate). The containers room's
- * own update (resources) should call `engine.network.setRate` the same way when it lands.
- */
-export function networkUpdateRoute(router: Router, engine: Engine): void {
-  router.add('POST', '/containers/{id}/update', async (ctx) => {
-    const body = await readJson<Record<string, unknown>>(ctx.req, {});
-    const rec = engine.containers.get(ctx.params.id);
-    if (body && typeof body === 'object' && 'NetworkRate' in body)
-      await engine.network.setRate(rec.id, body.NetworkRate as string | number);
-    sendJson(ctx.res, 200, { Warnings: [] });
   });
 }

@@ -789,6 +789,8 @@ export class ContainerService {
   async update(ref: string, body: unknown): Promise<string[]> {
     const rec = this.get(ref);
     const next = { ...rec.hostConfig, ...parseUpdate(body, rec.hostConfig) };
+    const rate = (body as { NetworkRate?: unknown } | null)?.NetworkRate;
+    if (rate !== undefined) this.d.network.checkRate(rate);
     if (next.AutoRemove && next.RestartPolicy.Name && next.RestartPolicy.Name !== 'no')
       throw invalidArgument(
         'Restart policy cannot be updated because AutoRemove is enabled for the container',
@@ -804,6 +806,7 @@ export class ContainerService {
         await fsp.rm(file, { force: true });
       }
     }
+    if (rate !== undefined) await this.d.network.setRate(rec.id, rate);
     rec.hostConfig = next;
     await this.save(rec);
     this.d.events.publish('container', 'update', rec.id, this.attrs(rec));

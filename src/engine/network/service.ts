@@ -842,11 +842,21 @@ export class NetworkService {
 
   // ---------------------------------------------------------------- bandwidth
 
+  /** Throws InvalidArgument for a rate `update` must refuse before it changes anything. */
+  checkRate(rate: unknown): void {
+    if (rate !== null && typeof rate !== 'string' && typeof rate !== 'number')
+      throw invalidArgument(
+        'json: cannot unmarshal into Go struct field UpdateConfig.NetworkRate of type string',
+      );
+    parseRate(rate as string | number | null);
+  }
+
   /** `update --network-rate`: applies at once to a running container. */
-  async setRate(id: string, rate: string | number): Promise<void> {
+  async setRate(id: string, rate: unknown): Promise<void> {
+    this.checkRate(rate);
     const c = this.states.get(id);
     if (!c) throw notFound(`No such container: ${id}`);
-    const bits = parseRate(rate);
+    const bits = parseRate(rate as string | number | null);
     const ep = c.endpoints[0];
     if (c.netns && ep?.hostVeth && ep.iface) {
       if (bits || c.rate) {
