@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildContext } from './build-context.js';
+import { composeWorkloads } from './compose.js';
 import { bigImageArchive, manyImagesArchive } from './images.js';
 import { api, type Daemon, load, median, ping, timed, type Workload } from './harness.js';
 import { containerWorkloads, memoryFigures } from './containers.js';
@@ -199,6 +200,8 @@ async function main(): Promise<void> {
       },
     );
   }
+  if (existsSync(busybox) && existsSync(DOCKER_CLI) && existsSync('/usr/bin/docker-compose'))
+    workloads.push(...composeWorkloads(ROOT, DOCKER_CLI, (d) => load(d as Daemon, busybox)));
   const registry = existsSync('/usr/bin/docker-registry') ? await startRegistry() : undefined;
   if (registry) workloads.push(...registryWorkloads(registry, await bigImageArchive(CACHE, 50, 3)));
   else console.log('docker-registry not installed: no push/pull workloads');
@@ -259,6 +262,15 @@ async function main(): Promise<void> {
           (k?.toFixed(1) ?? '-').padStart(14) +
           (k ? (b / k).toFixed(2) : '-').padStart(9),
       );
+    }
+    // The compose target: berth compose on berthd against docker-compose 1.29 on Docker Engine.
+    for (const op of ['up -d', 'down']) {
+      const ours = results[`berth compose ${op} (3 services)`]?.berth;
+      const theirs = results[`docker-compose ${op} (3 services)`]?.docker;
+      if (ours && theirs)
+        console.log(
+          `compose ${op}: berth compose/berthd ${ours.toFixed(0)} ms vs docker-compose/dockerd ${theirs.toFixed(0)} ms, ratio ${(ours / theirs).toFixed(2)}`,
+        );
     }
   } finally {
     for (const d of daemons) await stop(d);
