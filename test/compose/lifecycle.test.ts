@@ -123,6 +123,17 @@ test('up -d, ps, logs; a second up keeps unchanged containers; a change recreate
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(await containerNames(d), ['life_cycle-db-1', 'life_cycle-web-1']);
 
+  // A service gone from the files is an orphan: warned about, removed with --remove-orphans.
+  writeFileSync(path.join(p, 'only-db.yaml'), TWO_SERVICES.replace(/ {2}web:[\s\S]*?(?= {2}db:)/, ''));
+  r = await compose(d, p, ['-f', 'only-db.yaml', 'up', '-d']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /Found orphan containers \(life_cycle-web-1\)/);
+  r = await compose(d, p, ['-f', 'only-db.yaml', 'up', '-d', '--remove-orphans']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await containerNames(d), ['life_cycle-db-1']);
+  r = await compose(d, p, ['up', '-d']);
+  assert.equal(r.code, 0, r.stderr);
+
   r = await compose(d, p, ['ls']);
   assert.match(r.stdout, /^life_cycle +running\(2\) +.*compose\.yaml$/m);
 
@@ -321,6 +332,35 @@ services:
   assert.match(r.stderr, /service "migrate" didn't complete successfully: exit 2/);
   assert.ok(!(await containerNames(d)).includes('conds-app-1'), 'app was not created');
   await compose(d, p, ['down']);
+
+  // service_healthy waits for the dependency's health check; --wait for every service.
+  const h = dir(
+    {
+      'compose.yaml': `
+services:
+  db:
+    image: busybox
+    command: sh -c 'sleep 1; touch /tmp/ready; exec sleep 300'
+    stop_signal: SIGKILL
+    network_mode: none
+    healthcheck: {test: "test -f /tmp/ready", interval: 300ms, retries: 20}
+  app:
+    image: busybox
+    command: sleep 300
+    stop_signal: SIGKILL
+    network_mode: none
+    depends_on:
+      db: {condition: service_healthy}
+`,
+    },
+    'health',
+  );
+  r = await compose(d, h, ['up', '-d', '--wait']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.stderr.indexOf('health-db-1  Healthy') < r.stderr.indexOf('health-app-1  Started'), r.stderr);
+  const state = await berth(d, ['inspect', '--format', '{{.State.Health.Status}}', 'health-db-1']);
+  assert.equal(state.stdout.trim(), 'healthy');
+  assert.equal((await compose(d, h, ['down'])).code, 0);
 });
 
 test("attached up prefixes each service's output and Ctrl-C stops the project", async () => {
