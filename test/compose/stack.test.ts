@@ -105,9 +105,13 @@ test('berth compose: the client pings redis by service name on the project netwo
     r = await berth(d, ['run', '--rm', '--network', 'none', 'stack-web', 'ls', '/']);
     assert.equal(r.code, 0, r.stderr);
   } else t.diagnostic('the daemon has no /build yet: the built service was left out');
-  r = await compose(d, p, ['down']);
+  // --rmi local removes the images compose built, not pulled or named ones.
+  r = await compose(d, p, ['down', '--rmi', 'local']);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(await containerNames(d), []);
+  r = await berth(d, ['images', '--format', '{{.Repository}}']);
+  assert.match(r.stdout, /^redis$/m);
+  assert.doesNotMatch(r.stdout, /^stack-web$/m);
   r = await berth(d, ['network', 'ls', '--format', '{{.Name}}']);
   assert.doesNotMatch(r.stdout, /stack_default/);
 });
