@@ -11,7 +11,7 @@ import { cgroupPids, sampleCgroup } from '../engine/runtime/cgroups.js';
 import { familiarString, parseReference } from '../common/reference.js';
 import type { ContainerRecord } from '../engine/containers/containers.js';
 import { labelMatch, type WaitCondition } from '../engine/containers/service.js';
-import { toUtcNano } from '../engine/containers/logs.js';
+import { type LogEntry, toUtcNano } from '../engine/containers/logs.js';
 import type { Engine } from '../engine/engine.js';
 import { mountPlaceholders } from '../engine/volumes/mounts.js';
 import { publicMount } from '../engine/volumes/volumes.js';
@@ -182,14 +182,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
         tail,
         follow: queryBool(q, 'follow'),
       },
-      (entries) => {
-        const parts: Buffer[] = [];
-        for (const e of entries) {
-          const data = timestamps ? Buffer.concat([Buffer.from(`${toUtcNano(e.time)} `), e.data]) : e.data;
-          parts.push(rec.config.Tty ? data : frame(e.stream, data));
-        }
-        res.write(Buffer.concat(parts));
-      },
+      (entries) => res.write(encodeLogEntries(entries, { timestamps, tty: rec.config.Tty })),
       closed,
     );
     res.end();
@@ -456,6 +449,29 @@ function matches(r: ContainerRecord, f: Record<string, string[]>, engine: Engine
     if (!(Date.parse(r.created) > Date.parse(s.created))) return false;
   }
   return true;
+}
+
+/** Log entries as one buffer: raw (TTY) or in Docker's 8-byte-header frames, optionally timestamped. */
+function encodeLogEntries(entries: LogEntry[], o: { timestamps: boolean; tty: boolean }): Buffer {
+  const stamps = o.timestamps ? entries.map((e) => `${toUtcNano(e.time)} `) : undefined;
+  let size = 0;
+  for (let i = 0; i < entries.length; i++)
+    size += entries[i].data.length + (stamps ? stamps[i].length : 0) + (o.tty ? 0 : 8);
+  const out = Buffer.allocUnsafe(size);
+  let pos = 0;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i];
+    const len = e.data.length + (stamps ? stamps[i].length : 0);
+    if (!o.tty) {
+      out[pos] = e.stream === 'stdout' ? 1 : 2;
+      out[pos + 1] = out[pos + 2] = out[pos + 3] = 0;
+      out.writeUInt32BE(len, pos + 4);
+      pos += 8;
+    }
+    if (stamps) pos += out.write(stamps[i], pos, 'latin1');
+    pos += e.data.copy(out, pos);
+  }
+  return out;
 }
 
 function statusText(r: ContainerRecord): string {

@@ -369,6 +369,8 @@ test('logs of 200,000 lines come back whole and in order (berth and docker CLI)'
     assert.equal(lines.length, 200000);
     for (let i = 0; i < lines.length; i++)
       if (lines[i] !== String(i + 1)) assert.fail(`line ${i}: ${lines[i]}`);
+    const tail = await cli(d, ['logs', '--tail', '2', '-t', id]);
+    assert.match(tail.stdout, /^\d{4}-\d\d-\d\dT[\d:.]+Z 199999\n\S+Z 200000\n$/);
   }
   await berth(d, ['rm', id]);
 });
@@ -448,6 +450,13 @@ test('restart policies at daemon start: always and unless-stopped come back, sto
   } finally {
     await own.stop();
   }
+});
+
+test('run --rm whose start fails is removed, so the docker CLI does not hang', async () => {
+  const r = await docker(d, ['run', '--rm', '--name', 'rmfail', BB, '/nonexistent']);
+  assert.equal(r.code, 127, r.stderr);
+  assert.match(r.stderr, /no such file or directory/);
+  assert.equal((await request(d, 'GET', '/containers/rmfail/json')).status, 404);
 });
 
 test('ps -s and inspect --size report the writable layer and the virtual size', async () => {

@@ -4,12 +4,28 @@
  */
 import { promises as fsp, watch } from 'node:fs';
 
-export interface LogEntry {
-  stream: 'stdout' | 'stderr';
-  /** The record's timestamp as written (nanoseconds kept). */
-  time: string;
-  ms: number;
-  data: Buffer;
+export class LogEntry {
+  constructor(
+    readonly stream: 'stdout' | 'stderr',
+    /** The record's timestamp as written (nanoseconds kept). */
+    readonly time: string,
+    readonly data: Buffer,
+  ) {}
+
+  /** Milliseconds since the epoch, parsed only when a filter asks. */
+  get ms(): number {
+    return Date.parse(this.time);
+  }
+}
+
+const STDOUT = Buffer.from('stdout');
+const STDERR = Buffer.from('stderr');
+
+function streamAt(data: Buffer, from: number, to: number): 'stdout' | 'stderr' | undefined {
+  if (to - from !== 6) return undefined;
+  if (data.compare(STDOUT, 0, 6, from, to) === 0) return 'stdout';
+  if (data.compare(STDERR, 0, 6, from, to) === 0) return 'stderr';
+  return undefined;
 }
 
 export interface LogOptions {
@@ -69,26 +85,33 @@ export async function readEntries(
   let partial: { stream: 'stdout' | 'stderr'; time: string; chunks: Buffer[] } | undefined;
   let start = 0;
   let lastComplete = 0;
+  // Byte-level parse: the payload of a full record is a view into `data` that keeps its newline.
   for (;;) {
     const nl = data.indexOf(10, start);
     if (nl < 0) break;
-    const rec = parseLine(data.toString('utf8', start, nl));
-    const lineEnd = nl + 1;
-    start = lineEnd;
-    if (!rec) continue;
-    const body = Buffer.from(rec.text, 'utf8');
-    if (rec.partial) {
-      if (!partial || partial.stream !== rec.stream)
-        partial = { stream: rec.stream, time: rec.time, chunks: [] };
-      partial.chunks.push(body);
+    const lineStart = start;
+    start = nl + 1;
+    const a = data.indexOf(32, lineStart);
+    if (a < 0 || a > nl) continue;
+    const b = data.indexOf(32, a + 1);
+    if (b < 0 || b > nl) continue;
+    const stream = streamAt(data, a + 1, b);
+    if (!stream) continue;
+    const c = data.indexOf(32, b + 1);
+    const tagEnd = c < 0 || c > nl ? nl : c;
+    const isPartial = tagEnd - b === 2 && data[b + 1] === 80; // 'P'
+    const time = data.toString('latin1', lineStart, a);
+    if (isPartial) {
+      if (!partial || partial.stream !== stream) partial = { stream, time, chunks: [] };
+      partial.chunks.push(data.subarray(tagEnd === nl ? nl : c + 1, nl));
       continue;
     }
-    const joined = partial && partial.stream === rec.stream;
-    const time = joined ? partial!.time : rec.time;
-    const payload = Buffer.concat([...(joined ? partial!.chunks : []), body, NEWLINE]);
+    const body = tagEnd === nl ? NEWLINE : data.subarray(c + 1, nl + 1);
+    if (partial && partial.stream === stream) {
+      entries.push(new LogEntry(stream, partial.time, Buffer.concat([...partial.chunks, body])));
+    } else entries.push(new LogEntry(stream, time, body));
     partial = undefined;
-    entries.push({ stream: rec.stream, time, ms: Date.parse(time), data: payload });
-    lastComplete = lineEnd;
+    lastComplete = start;
   }
   return { entries, offset: offset + lastComplete };
 }

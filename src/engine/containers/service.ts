@@ -496,6 +496,11 @@ export class ContainerService {
       for (const c of live.clients) c.onEnd();
       live.clients.clear();
       this.notifyExit(rec.id, code);
+      // Like Docker: an auto-remove container that could not start is removed (clients wait for it).
+      if (rec.hostConfig.AutoRemove)
+        await this.remove(rec.id, { force: true }).catch((e: unknown) =>
+          log.warn('auto-remove after a failed start failed', { id: rec.id, error: String(e) }),
+        );
       if (err instanceof RuntimeError) {
         const wrapped = `failed to create task for container: OCI runtime create failed: ${msg}: unknown`;
         throw code === 128 ? new BerthError('Internal', wrapped) : invalidArgument(wrapped);
@@ -1078,7 +1083,7 @@ export class ContainerService {
       const all: LogEntry[] = [];
       for (const f of files) {
         const r = await readEntries(f, 0);
-        all.push(...r.entries);
+        for (const e of r.entries) all.push(e);
         offset = r.offset;
       }
       const first = filterEntries(all, opts);
