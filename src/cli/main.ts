@@ -4,12 +4,10 @@
 import { Command, CommanderError } from 'commander';
 import { ApiError } from '../client/client.js';
 import { ComposeError } from '../compose/errors.js';
-import { composeCommand } from '../compose/commands.js';
 import { buildCommands } from './commands/build.js';
 import { containerCommands } from './commands/containers.js';
 import { cpCommand } from './commands/cp.js';
 import { daemonCommands } from './commands/daemon.js';
-import { hubCommands } from './commands/hub.js';
 import { searchCommand } from './commands/search.js';
 import { imageCommands } from './commands/images.js';
 import { registryCommands } from './commands/registry.js';
@@ -20,7 +18,25 @@ import { type CliContext, closeClient, connect } from './context.js';
 import { describeError, ExitError } from './errors.js';
 import { printInspect } from './output.js';
 
-export function buildProgram(ctx: CliContext): Command {
+/** Command groups heavy to load (the hub server, compose's YAML and engine): loaded only when used. */
+interface LazyGroups {
+  compose?: typeof import('../compose/commands.js');
+  hub?: typeof import('./commands/hub.js');
+}
+
+async function loadLazyGroups(argv: string[]): Promise<LazyGroups> {
+  return {
+    compose: argv.includes('compose') ? await import('../compose/commands.js') : undefined,
+    hub: argv.includes('hub') ? await import('./commands/hub.js') : undefined,
+  };
+}
+
+/** A group's name in `berth --help` without loading it. */
+function placeholder(program: Command, name: string, description: string): void {
+  program.command(name).description(description).allowUnknownOption().argument('[args...]');
+}
+
+export function buildProgram(ctx: CliContext, lazy: LazyGroups = {}): Command {
   const program = new Command('berth')
     .description('A container platform that speaks Docker')
     .option('-H, --host <host>', 'daemon socket to connect to')
@@ -40,9 +56,12 @@ export function buildProgram(ctx: CliContext): Command {
   networkCommands(program, ctx);
   volumeCommands(program, ctx);
   daemonCommands(program);
-  hubCommands(program, ctx);
+  if (lazy.hub) lazy.hub.hubCommands(program, ctx);
+  else
+    placeholder(program, 'hub', 'Run and manage Berth Hub, a registry with accounts, search and web pages');
   searchCommand(program, ctx);
-  composeCommand(program, ctx);
+  if (lazy.compose) lazy.compose.composeCommand(program, ctx);
+  else placeholder(program, 'compose', 'Define and run multi-container applications');
   program
     .command('inspect')
     .description('Return low-level information on Berth objects')
@@ -99,7 +118,7 @@ function configureErrors(cmd: Command): void {
 
 export async function runCliArgs(argv: string[]): Promise<number> {
   const ctx: CliContext = {};
-  const program = buildProgram(ctx);
+  const program = buildProgram(ctx, await loadLazyGroups(argv));
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
