@@ -236,7 +236,10 @@ async function main(): Promise<void> {
     }
     const memory: Record<string, { idleMiB: number; perContainerMiB: number }> = {};
     if (existsSync(busybox) && (!only || 'memory'.includes(only)))
-      for (const d of daemons) memory[d.name] = await memoryFigures(d, 'busybox:1.38.0-musl');
+      for (const d of daemons) {
+        await load(d, busybox);
+        memory[d.name] = await memoryFigures(d, 'busybox:1.38.0-musl');
+      }
     console.log(
       '\nworkload'.padEnd(48) + 'berth (ms)'.padStart(12) + 'docker (ms)'.padStart(14) + 'ratio'.padStart(9),
     );
