@@ -13,6 +13,7 @@ import { composeWorkloads } from './compose.js';
 import { bigImageArchive, manyImagesArchive } from './images.js';
 import { api, type Daemon, load, median, ping, timed, type Workload } from './harness.js';
 import { containerWorkloads, memoryFigures } from './containers.js';
+import { hubServingFigures } from './hubserve.js';
 import {
   BERTH_BENCH_NET,
   cleanupNetworking,
@@ -25,6 +26,8 @@ import {
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CACHE = path.join(ROOT, '.cache', 'bench');
 const DOCKER_CLI = '/usr/local/bin/docker';
+const REGISTRY_IMAGE_MB = 130;
+const REGISTRY_IMAGE_LAYERS = 5;
 
 function which(cmd: string): string | undefined {
   const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
@@ -203,7 +206,8 @@ async function main(): Promise<void> {
   if (existsSync(busybox) && existsSync(DOCKER_CLI) && existsSync('/usr/bin/docker-compose'))
     workloads.push(...composeWorkloads(ROOT, DOCKER_CLI, (d) => load(d as Daemon, busybox)));
   const registry = existsSync('/usr/bin/docker-registry') ? await startRegistry() : undefined;
-  if (registry) workloads.push(...registryWorkloads(registry, await bigImageArchive(CACHE, 50, 3)));
+  const registryArchive = await bigImageArchive(CACHE, REGISTRY_IMAGE_MB, REGISTRY_IMAGE_LAYERS);
+  if (registry) workloads.push(...registryWorkloads(registry, registryArchive));
   else console.log('docker-registry not installed: no push/pull workloads');
   if (existsSync(busybox) && existsSync(DOCKER_CLI))
     workloads.push(
@@ -240,6 +244,12 @@ async function main(): Promise<void> {
         await load(d, busybox);
         memory[d.name] = await memoryFigures(d, 'busybox:1.38.0-musl');
       }
+    let serving: { hub: number; registry: number } | undefined;
+    if (registry && (!only || 'serving'.includes(only)) && (!filter || filter.test('serving'))) {
+      const b = daemons.find((x) => x.name === 'berth')!;
+      await load(b, registryArchive);
+      serving = await hubServingFigures(b, registry.host, ROOT);
+    }
     console.log(
       '\nworkload'.padEnd(48) + 'berth (ms)'.padStart(12) + 'docker (ms)'.padStart(14) + 'ratio'.padStart(9),
     );
@@ -266,6 +276,10 @@ async function main(): Promise<void> {
           (k ? (b / k).toFixed(2) : '-').padStart(9),
       );
     }
+    if (serving)
+      console.log(
+        `serving: 8 clients fetch all layers of a ${REGISTRY_IMAGE_MB} MB image: Berth Hub ${serving.hub.toFixed(0)} ms, reference registry ${serving.registry.toFixed(0)} ms, ratio ${(serving.hub / serving.registry).toFixed(2)}`,
+      );
     // The compose target: berth compose on berthd against docker-compose 1.29 on Docker Engine.
     for (const op of ['up -d', 'down']) {
       const ours = results[`berth compose ${op} (3 services)`]?.berth;
@@ -361,7 +375,7 @@ async function streamed(d: Daemon, p: string): Promise<void> {
 }
 
 /**
- * Push of a ~50 MB, 3-layer image to a new repository each run, and a cold pull of it (the image
+ * Push of a ~130 MB, 5-layer image (redis-sized, as issue 4's targets say) to a new repository each run, and a cold pull of it (the image
  * and its layers removed between runs), both against the same local reference registry.
  */
 function registryWorkloads(registry: BenchRegistry, archive: string): Workload[] {
@@ -377,7 +391,7 @@ function registryWorkloads(registry: BenchRegistry, archive: string): Workload[]
   };
   return [
     {
-      name: 'cold pull 50 MB image (3 layers)',
+      name: `cold pull ${REGISTRY_IMAGE_MB} MB image (${REGISTRY_IMAGE_LAYERS} layers)`,
       // Each engine pulls what it pushed itself (Docker gzips on push; Berth keeps blobs as stored).
       setup: async (d) => {
         await load(d, archive);
@@ -396,7 +410,7 @@ function registryWorkloads(registry: BenchRegistry, archive: string): Workload[]
       runs: 3,
     },
     {
-      name: 'push 50 MB image (3 layers), new repo',
+      name: `push ${REGISTRY_IMAGE_MB} MB image (${REGISTRY_IMAGE_LAYERS} layers), new repo`,
       setup: async (d) => {
         await load(d, archive);
         await registry.reset();
