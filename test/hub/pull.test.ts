@@ -42,7 +42,7 @@ test('the story: run hello-world pulls on a miss, the second run pulls nothing',
   const first = await berth(d, ['run', '--rm', 'hello-world']);
   assert.equal(first.code, 0, first.stderr);
   assert.equal(first.stdout, GREETING);
-  assert.match(first.stderr, /Unable to find image 'hello-world' locally/);
+  assert.match(first.stderr, /Unable to find image 'hello-world:latest' locally/);
   assert.match(first.stderr, /Pulling from library\/hello-world/);
   assert.match(first.stderr, /Status: Downloaded newer image for hello-world:latest/);
   const second = await berth(d, ['run', '--rm', 'hello-world']);

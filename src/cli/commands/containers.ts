@@ -116,7 +116,9 @@ async function createContainer(client: Client, image: string, cmd: string[], f: 
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 404 && /No such image/.test(err.message)))
       throw runError(err);
-    process.stderr.write(`Unable to find image '${image}' locally\n`);
+    // Docker names the tag it looked for: 'hello-world:latest'
+    const shown = image.includes('@') || splitRepoTag(image).tag ? image : `${image}:latest`;
+    process.stderr.write(`Unable to find image '${shown}' locally\n`);
     if (policy === 'never') throw runError(err);
     try {
       await pullWithProgress(client, image, { platform: f.platform, out: process.stderr });
