@@ -93,6 +93,11 @@ async function startDockerd(bin: string): Promise<Daemon> {
 }
 
 async function stop(d: Daemon): Promise<void> {
+  // Containers outlive their daemon (conmon / shims): remove them all first.
+  const list = await api(d.socket, 'GET', '/containers/json?all=1').catch(() => undefined);
+  if (list?.status === 200)
+    for (const c of JSON.parse(list.body) as { Id: string }[])
+      await api(d.socket, 'DELETE', `/containers/${c.Id}?force=1&v=1`).catch(() => undefined);
   if (d.proc.exitCode === null) {
     const exited = new Promise((r) => d.proc.once('exit', r));
     d.proc.kill('SIGTERM');
