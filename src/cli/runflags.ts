@@ -2,6 +2,7 @@
  * `run`/`create` flags turned into an Engine API create body, with Docker's flag errors.
  */
 import { readFileSync } from 'node:fs';
+import { parseGoDuration } from '../common/units.js';
 import { ExitError } from './errors.js';
 import { type NetFlags, netBody } from './netflags.js';
 import { mountFlags } from './mountflags.js';
@@ -100,31 +101,12 @@ export interface RunFlags extends NetFlags {
   logOpt: string[];
 }
 
-const DURATION_UNITS: Record<string, number> = {
-  ns: 1,
-  us: 1e3,
-  µs: 1e3,
-  ms: 1e6,
-  s: 1e9,
-  m: 60e9,
-  h: 3600e9,
-};
-
-/** Go's time.ParseDuration (e.g. 1m30s, 500ms) -> nanoseconds. */
+/** A `--health-*` flag's Go duration (e.g. 1m30s, 500ms) -> nanoseconds. */
 export function parseDuration(v: string, flag: string): number {
-  const bad = () =>
-    new ExitError(125, `invalid argument "${v}" for "${flag}" flag: time: invalid duration "${v}"`);
-  if (v === '0') return 0;
-  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
-  let total = 0;
-  let m: RegExpExecArray | null;
-  let pos = 0;
-  while ((m = re.exec(v))) {
-    total += Number(m[1]) * DURATION_UNITS[m[2]];
-    pos = re.lastIndex;
-  }
-  if (pos !== v.length || pos === 0) throw bad();
-  return Math.round(total);
+  const n = parseGoDuration(v);
+  if (n === undefined)
+    throw new ExitError(125, `invalid argument "${v}" for "${flag}" flag: time: invalid duration "${v}"`);
+  return n;
 }
 
 /** `/dev/sda:1mb` -> a throttle entry (go-units size, decimal-free binary units). */

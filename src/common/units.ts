@@ -44,3 +44,23 @@ export function binarySize(n: number): string {
   }
   return `${Number(v.toPrecision(4))}${units[i]}`;
 }
+
+const DURATION_UNIT_NS: Record<string, number> = {
+  ns: 1,
+  us: 1e3,
+  µs: 1e3,
+  ms: 1e6,
+  s: 1e9,
+  m: 60e9,
+  h: 3600e9,
+};
+
+/** Go's time.ParseDuration ("1m30s", "500ms", "1.5h", "0") -> nanoseconds; undefined when malformed. */
+export function parseGoDuration(s: string): number | undefined {
+  if (s === '0') return 0;
+  if (!/^((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$/.test(s)) return undefined;
+  let total = 0;
+  for (const m of s.matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/g))
+    total += Number(m[1]) * DURATION_UNIT_NS[m[2]];
+  return Math.round(total);
+}

@@ -1,6 +1,7 @@
 /**
  * The classic builder: runs a parsed Dockerfile step by step (see build.ts for the lifecycle).
  */
+import { parseGoDuration } from '../../common/units.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, lstatSync, promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -90,19 +91,11 @@ function sha(...parts: unknown[]): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
 }
 
-/** Go duration (`30s`, `1m30s`, `500ms`) -> nanoseconds. */
+/** A HEALTHCHECK flag's Go duration -> nanoseconds. */
 function parseDuration(s: string, flag: string): number {
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
-  const unit: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
-  let total = 0;
-  let consumed = 0;
-  for (let m = re.exec(s); m; m = re.exec(s)) {
-    total += Number(m[1]) * unit[m[2]];
-    consumed += m[0].length;
-  }
-  if (s === '0') return 0;
-  if (consumed !== s.length || s === '') throw invalidArgument(`invalid duration for --${flag}: ${s}`);
-  return Math.round(total);
+  const n = parseGoDuration(s);
+  if (n === undefined) throw invalidArgument(`invalid duration for --${flag}: ${s}`);
+  return n;
 }
 
 export class Builder {
