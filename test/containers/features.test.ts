@@ -230,11 +230,9 @@ test('--init runs tini as pid 1 and reaps; signals reach the command', async () 
   const id = c.stdout.trim();
   assert.equal((await inspect(id)).HostConfig.Init, true);
   await berth(d, ['start', id]);
-  const t0 = Date.now();
   const s = await berth(d, ['stop', '-t', '10', id]);
   assert.equal(s.code, 0);
-  // tini forwards SIGTERM to sleep, so stop does not wait for the 10 s SIGKILL
-  assert.ok(Date.now() - t0 < 8000, 'stopped by SIGTERM through the init');
+  // tini forwards SIGTERM to sleep: 143, not the 137 of the SIGKILL that would follow the timeout
   assert.equal((await inspect(id)).State.ExitCode, 143);
   await berth(d, ['rm', id]);
 });
