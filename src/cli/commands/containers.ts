@@ -17,8 +17,24 @@ function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
 
-function addRunFlags(cmd: Command): Command {
+/** The cgroup limits `run`/`create` and `update` share. */
+function addLimitFlags(cmd: Command): Command {
   return cmd
+    .option('-m, --memory <bytes>', 'memory limit')
+    .option('--memory-swap <bytes>', 'swap limit equal to memory plus swap: -1 to enable unlimited swap')
+    .option('--memory-reservation <bytes>', 'memory soft limit')
+    .option('--cpus <n>', 'number of CPUs')
+    .option('-c, --cpu-shares <n>', 'CPU shares (relative weight)')
+    .option('--cpu-period <n>', 'limit CPU CFS period')
+    .option('--cpu-quota <n>', 'limit CPU CFS quota')
+    .option('--cpuset-cpus <cpus>', 'CPUs in which to allow execution (0-3, 0,1)')
+    .option('--cpuset-mems <mems>', 'MEMs in which to allow execution')
+    .option('--pids-limit <n>', 'tune container pids limit (-1 for unlimited)')
+    .option('--blkio-weight <n>', 'block IO (relative weight), between 10 and 1000');
+}
+
+function addRunFlags(cmd: Command): Command {
+  return addLimitFlags(cmd)
     .option('-d, --detach', 'run container in background and print container ID')
     .option('--rm', 'automatically remove the container when it exits')
     .option('-i, --interactive', 'keep STDIN open even if not attached')
@@ -34,18 +50,7 @@ function addRunFlags(cmd: Command): Command {
     .option('--init', 'run an init inside the container that forwards signals and reaps processes')
     .option('--stop-signal <signal>', 'signal to stop the container')
     .option('--stop-timeout <seconds>', 'timeout (in seconds) to stop a container')
-    .option('-m, --memory <bytes>', 'memory limit')
-    .option('--memory-swap <bytes>', 'swap limit equal to memory plus swap: -1 to enable unlimited swap')
-    .option('--memory-reservation <bytes>', 'memory soft limit')
     .option('--oom-kill-disable', 'disable OOM killer')
-    .option('--cpus <n>', 'number of CPUs')
-    .option('-c, --cpu-shares <n>', 'CPU shares (relative weight)')
-    .option('--cpu-period <n>', 'limit CPU CFS period')
-    .option('--cpu-quota <n>', 'limit CPU CFS quota')
-    .option('--cpuset-cpus <cpus>', 'CPUs in which to allow execution (0-3, 0,1)')
-    .option('--cpuset-mems <mems>', 'MEMs in which to allow execution')
-    .option('--pids-limit <n>', 'tune container pids limit (-1 for unlimited)')
-    .option('--blkio-weight <n>', 'block IO (relative weight), between 10 and 1000')
     .option('--shm-size <bytes>', 'size of /dev/shm')
     .option('--ulimit <ulimit>', 'ulimit options', collect, [])
     .option('--cap-add <cap>', 'add Linux capabilities', collect, [])
@@ -392,21 +397,12 @@ export function containerCommands(program: Command, ctx: CliContext): void {
         });
     }
 
-    parent
-      .command('update')
-      .description('Update configuration of one or more containers')
-      .argument('<container...>')
-      .option('-m, --memory <bytes>', 'memory limit')
-      .option('--memory-swap <bytes>', 'swap limit equal to memory plus swap: -1 to enable unlimited swap')
-      .option('--memory-reservation <bytes>', 'memory soft limit')
-      .option('--cpus <n>', 'number of CPUs')
-      .option('-c, --cpu-shares <n>', 'CPU shares (relative weight)')
-      .option('--cpu-period <n>', 'limit CPU CFS period')
-      .option('--cpu-quota <n>', 'limit CPU CFS quota')
-      .option('--cpuset-cpus <cpus>', 'CPUs in which to allow execution (0-3, 0,1)')
-      .option('--cpuset-mems <mems>', 'MEMs in which to allow execution')
-      .option('--pids-limit <n>', 'tune container pids limit (-1 for unlimited)')
-      .option('--blkio-weight <n>', 'block IO (relative weight), between 10 and 1000')
+    addLimitFlags(
+      parent
+        .command('update')
+        .description('Update configuration of one or more containers')
+        .argument('<container...>'),
+    )
       .option('--restart <policy>', 'restart policy to apply when a container exits')
       .action(async (ids: string[], f: UpdateFlags) => {
         const body = updateBody(f);
