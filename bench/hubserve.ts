@@ -7,20 +7,10 @@ import { mkdtempSync, promises as fsp } from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { api, type Daemon, median } from './harness.js';
+import { api, type Daemon, freePort, median } from './harness.js';
 
 const CLIENTS = 8;
 const ROUNDS = 3;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = http.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {

@@ -4,6 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as net from 'node:net';
+import { freePort } from './harness.js';
 
 // Names of this bench run's own, so two benches on one machine do not share a bridge or chains.
 const TAG = process.pid % 100000;
@@ -25,16 +26,6 @@ function cli(docker: string, d: Target, args: string[]): string {
   const r = spawnSync(docker, ['-H', `unix://${d.socket}`, ...args], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${d.name}: docker ${args.join(' ')}: ${r.stderr}`);
   return r.stdout.trim();
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 async function connectRetry(port: number): Promise<net.Socket> {

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { buildContext } from './build-context.js';
 import { composeWorkloads } from './compose.js';
 import { bigImageArchive, manyImagesArchive } from './images.js';
-import { api, type Daemon, load, median, ping, timed, type Workload } from './harness.js';
+import { api, type Daemon, freePort, load, median, ping, timed, type Workload } from './harness.js';
 import { containerWorkloads, memoryFigures } from './containers.js';
 import { hubServingFigures } from './hubserve.js';
 import {
@@ -311,13 +311,7 @@ interface BenchRegistry {
 /** Debian's reference registry on a free loopback port (insecure for both engines by default). */
 async function startRegistry(): Promise<BenchRegistry> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-registry-'));
-  const port = await new Promise<number>((resolve) => {
-    const s = http.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
+  const port = await freePort();
   const host = `127.0.0.1:${port}`;
   await fsp.writeFile(
     path.join(dir, 'config.yml'),
