@@ -221,7 +221,8 @@ async function main(): Promise<void> {
   if (filter) workloads.splice(0, workloads.length, ...workloads.filter((w) => filter.test(w.name)));
   const dockerChainsBefore = dockerChainsExist();
   const daemons: Daemon[] = [await startBerthd()];
-  const dockerd = which('dockerd');
+  // BENCH_NO_DOCKER=1 measures berth alone (several people benchmarking at once must not share one dockerd)
+  const dockerd = process.env.BENCH_NO_DOCKER ? undefined : which('dockerd');
   try {
     if (dockerd) {
       makeDockerBridge();
