@@ -42,26 +42,32 @@ async function connectRetry(port: number): Promise<net.Socket> {
 }
 
 /**
- * Pushes BULK_BYTES into a container whose reader stops after that many (busybox nc does not end
- * on EOF): a little more is sent so the reader's exit closes the connection, which ends the clock.
+ * Pushes BULK_BYTES into a container whose reader answers "OK" once it has read that many, so the
+ * clock stops only when every byte has reached the container (a proxy that accepts and drops the
+ * connection, or a sink that is not listening yet, is an error, not a fast run).
  */
 async function pushBulk(port: number): Promise<void> {
   const s = await connectRetry(port);
   const chunk = Buffer.alloc(1024 * 1024);
-  let sent = 0;
+  let answer = '';
   let closed = false;
-  const done = new Promise<void>((r) =>
+  const done = new Promise<void>((resolve, reject) => {
+    s.on('data', (b: Buffer) => {
+      answer += b.toString('latin1');
+      if (answer.includes('OK')) {
+        s.destroy();
+        resolve();
+      }
+    });
     s.once('close', () => {
       closed = true;
-      r();
-    }),
-  );
+      if (!answer.includes('OK')) reject(new Error(`sink closed before reading ${BULK_BYTES} bytes`));
+    });
+  });
+  done.catch(() => undefined);
   s.on('error', () => undefined);
-  while (!closed && sent < BULK_BYTES + 64 * chunk.length) {
-    sent += chunk.length;
+  for (let sent = 0; !closed && sent < BULK_BYTES; sent += chunk.length)
     if (!s.write(chunk)) await Promise.race([new Promise((r) => s.once('drain', r)), done]);
-  }
-  if (!closed) s.end();
   await done;
 }
 
@@ -113,7 +119,7 @@ export function networkWorkloads<T extends Target>(
           image,
           'sh',
           '-c',
-          `mkfifo /f; while true; do nc -l -p 5001 <>/f | head -c ${BULK_BYTES} > /dev/null; done`,
+          `exec nc -lk -p 5001 -e sh -c 'head -c ${BULK_BYTES} >/dev/null && echo OK'`,
         ]);
         sinks.set(d.name, { id, port });
       },

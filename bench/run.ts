@@ -298,7 +298,8 @@ async function main(): Promise<void> {
   } finally {
     for (const d of daemons) await stop(d);
     await registry?.stop();
-    cleanupNetworking(dockerChainsBefore);
+    // without a dockerd of ours, Docker's chains (if any) belong to someone else
+    cleanupNetworking(dockerChainsBefore || !dockerd);
   }
 }
 
