@@ -9,6 +9,7 @@ import { encodeRegistryAuth } from '../../distribution/auth.js';
 import { type CliContext, connect } from '../context.js';
 import {
   configPath,
+  CredentialHelperError,
   eraseCredentials,
   loadCredentials,
   serverKey,
@@ -22,7 +23,11 @@ import { splitRepoTag } from './images.js';
 /** The `X-Registry-Auth` value for an image's registry: stored credentials or `{}`. */
 export async function registryAuthFor(image: string): Promise<string> {
   const key = serverKeyForImage(image);
-  const creds = await loadCredentials(key).catch(() => undefined);
+  // A broken config file is ignored as the docker CLI does; a failing credential helper is an error.
+  const creds = await loadCredentials(key).catch((err: unknown) => {
+    if (err instanceof CredentialHelperError) throw err;
+    return undefined;
+  });
   return encodeRegistryAuth(creds ? { ...creds, serveraddress: key } : undefined);
 }
 
@@ -83,11 +88,12 @@ export function registryCommands(program: Command, ctx: CliContext): void {
         if (!password) throw new ExitError(1, 'Error: Non-null Password Required');
         const client = await connect(ctx);
         const res = await client.login({ username, password, serveraddress: key });
-        await storeCredentials(key, username, password);
-        process.stderr.write(
-          `WARNING! Your credentials are stored unencrypted in '${configPath()}'.\n` +
-            'Configure a credential helper to remove this warning.\n\n',
-        );
+        const helper = await storeCredentials(key, username, password);
+        if (!helper)
+          process.stderr.write(
+            `WARNING! Your credentials are stored unencrypted in '${configPath()}'.\n` +
+              'Configure a credential helper to remove this warning.\n\n',
+          );
         process.stdout.write(`${res.Status || 'Login Succeeded'}\n`);
       },
     );
