@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 const ROOT = '/sys/fs/cgroup';
-export const isCgroupV2 = (): boolean => existsSync(path.join(ROOT, 'cgroup.controllers'));
+export const isCgroupV2 = (root = ROOT): boolean => existsSync(path.join(root, 'cgroup.controllers'));
 
 function read(file: string): string | undefined {
   try {
@@ -65,11 +65,14 @@ export interface CgroupStats {
   };
 }
 
-/** One sample of a cgroup given by its path relative to the hierarchy root (e.g. /berth/<id>). */
-export function sampleCgroup(rel: string): CgroupStats {
+/**
+ * One sample of a cgroup given by its path relative to the hierarchy root (e.g. /berth/<id>);
+ * `root` is the cgroup mount (another one only in tests).
+ */
+export function sampleCgroup(rel: string, root = ROOT): CgroupStats {
   const online = os.cpus().length;
-  if (isCgroupV2()) {
-    const dir = path.join(ROOT, rel);
+  if (isCgroupV2(root)) {
+    const dir = path.join(root, rel);
     const cpu = kv(path.join(dir, 'cpu.stat'));
     const max = read(path.join(dir, 'memory.max'));
     const pidsMax = read(path.join(dir, 'pids.max'));
@@ -108,7 +111,7 @@ export function sampleCgroup(rel: string): CgroupStats {
       blkio_stats: { io_service_bytes_recursive: io.length ? io : null },
     };
   }
-  const c = (ctrl: string, file: string) => path.join(ROOT, ctrl, rel, file);
+  const c = (ctrl: string, file: string) => path.join(root, ctrl, rel, file);
   const percpu = (read(c('cpuacct', 'cpuacct.usage_percpu')) ?? '').split(/\s+/).filter(Boolean).map(Number);
   const cpuStat = kv(c('cpuacct', 'cpuacct.stat'));
   const throttle = kv(c('cpu', 'cpu.stat'));
@@ -152,9 +155,9 @@ export function sampleCgroup(rel: string): CgroupStats {
 }
 
 /** PIDs (host view) of the processes in a container's cgroup. */
-export function cgroupPids(rel: string): number[] {
-  const file = isCgroupV2()
-    ? path.join(ROOT, rel, 'cgroup.procs')
-    : path.join(ROOT, 'pids', rel, 'cgroup.procs');
+export function cgroupPids(rel: string, root = ROOT): number[] {
+  const file = isCgroupV2(root)
+    ? path.join(root, rel, 'cgroup.procs')
+    : path.join(root, 'pids', rel, 'cgroup.procs');
   return (read(file) ?? '').split('\n').filter(Boolean).map(Number);
 }
