@@ -1,3 +1,5 @@
 #!/usr/bin/env node
-import { runDaemon } from '../dist/src/daemon/main.js';
+import { relaunchWithV8Flags } from '../dist/src/daemon/v8flags.js';
+relaunchWithV8Flags();
+const { runDaemon } = await import('../dist/src/daemon/main.js');
 runDaemon();

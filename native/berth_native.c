@@ -1,7 +1,8 @@
 /*
  * The few Linux system calls Node.js does not expose and Berth's core needs:
  * mknod (whiteouts, fifos), extended attributes (overlay opaque dirs, layer xattrs),
- * mount/umount2 (overlay snapshots). Each throws an Error with .code = errno name.
+ * mount/umount2 (overlay snapshots), execve (the daemon launcher restarting itself with V8 flags
+ * under the same pid). Each throws an Error with .code = errno name.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #define MAX_STR 65536
 
@@ -182,6 +184,51 @@ static napi_value js_umount2(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* Frees a NULL-terminated array of strings made by get_string_array. */
+static void free_string_array(char **arr) {
+  if (!arr) return;
+  for (char **p = arr; *p; p++) free(*p);
+  free(arr);
+}
+
+/* A JS array of strings as a NULL-terminated char*[]; NULL (and a thrown error) on failure. */
+static char **get_string_array(napi_env env, napi_value v) {
+  uint32_t n = 0;
+  if (napi_get_array_length(env, v, &n) != napi_ok || n > 4096) {
+    napi_throw_type_error(env, NULL, "expected an array of strings");
+    return NULL;
+  }
+  char **arr = calloc(n + 1, sizeof(char *));
+  if (!arr) return NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value el;
+    napi_get_element(env, v, i, &el);
+    arr[i] = get_string(env, el);
+    if (!arr[i]) {
+      free_string_array(arr);
+      return NULL;
+    }
+  }
+  return arr;
+}
+
+/* execve(path, argv[], env[]): replaces the process image; returns only by throwing. */
+static napi_value js_execve(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  char *path = get_string(env, argv[0]);
+  char **args = path ? get_string_array(env, argv[1]) : NULL;
+  char **envp = args ? get_string_array(env, argv[2]) : NULL;
+  if (envp) {
+    execve(path, args, envp);
+    throw_errno(env, errno, "execve", path);
+  }
+  free(path);
+  free_string_array(args);
+  free_string_array(envp);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_default, NULL},
@@ -190,6 +237,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"llistxattr", NULL, js_llistxattr, NULL, NULL, NULL, napi_default, NULL},
       {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
       {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_default, NULL},
+      {"execve", NULL, js_execve, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -8,6 +8,8 @@ export interface Native {
   llistxattr(path: string): string[];
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount2(target: string, flags: number): void;
+  /** Absent from an addon built before it was added (the launcher then runs without re-exec). */
+  execve?(path: string, argv: string[], env: string[]): never;
 }
 
 export const MS_RDONLY = 1;

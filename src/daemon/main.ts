@@ -11,8 +11,6 @@ import { isLogLevel, log, setLogLevel } from '../common/log.js';
 import { Engine } from '../engine/engine.js';
 import { createApiServer } from '../routes/server.js';
 import { validateRegistryConfig } from '../distribution/hosts.js';
-import { createHubServer } from '../hub/server.js';
-import { openHub } from '../hub/config.js';
 import {
   DEFAULT_SOCKET,
   type DaemonOptions,
@@ -208,6 +206,11 @@ async function startHub(listenAddr: string, root: string): Promise<http.Server> 
   const host = m[1].replace(/^\[|\]$/g, '');
   if (!isLoopback(host))
     throw invalidArgument(`refusing to serve the hub on non-loopback ${listenAddr} without TLS`);
+  // Loaded only when asked for: the hub (and its JWT library) would otherwise sit in an idle daemon's memory.
+  const [{ openHub }, { createHubServer }] = await Promise.all([
+    import('../hub/config.js'),
+    import('../hub/server.js'),
+  ]);
   const { storage, opts } = await openHub(root);
   const server = createHubServer(storage, opts);
   await new Promise<void>((resolve, reject) => {

@@ -28,7 +28,7 @@ import {
   sendJson,
   timeParam,
 } from './http.js';
-import { DetachWatcher, frame, parseDetachKeys } from './streams.js';
+import { DetachWatcher, frame, parseDetachKeys, writeFrameHeader } from './streams.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -182,7 +182,11 @@ export function containerRoutes(router: Router, engine: Engine): void {
         tail,
         follow: queryBool(q, 'follow'),
       },
-      (entries) => res.write(encodeLogEntries(entries, { timestamps, tty: rec.config.Tty })),
+      (entries) => {
+        if (res.destroyed) return;
+        if (!res.write(encodeLogEntries(entries, { timestamps, tty: rec.config.Tty })))
+          return Promise.race([new Promise<void>((r) => res.once('drain', () => r())), closed]);
+      },
       closed,
     );
     res.end();
@@ -452,26 +456,40 @@ function matches(r: ContainerRecord, f: Record<string, string[]>, engine: Engine
 }
 
 /** Log entries as one buffer: raw (TTY) or in Docker's 8-byte-header frames, optionally timestamped. */
+/** Largest frame payload when log records are coalesced (clients read a frame into one buffer). */
+const LOG_FRAME_MAX = 64 * 1024;
+
+/**
+ * Log records in Docker's framing. Consecutive records of one stream share a frame (up to
+ * LOG_FRAME_MAX): the stream is the same bytes to any demultiplexer, and a client writes once
+ * per frame, so 200,000 one-line frames would cost it 200,000 writes.
+ */
 function encodeLogEntries(entries: LogEntry[], o: { timestamps: boolean; tty: boolean }): Buffer {
   const stamps = o.timestamps ? entries.map((e) => `${toUtcNano(e.time)} `) : undefined;
   let size = 0;
   for (let i = 0; i < entries.length; i++)
-    size += entries[i].data.length + (stamps ? stamps[i].length : 0) + (o.tty ? 0 : 8);
+    size += entries[i].length + (stamps ? stamps[i].length : 0) + (o.tty ? 0 : 8);
   const out = Buffer.allocUnsafe(size);
   let pos = 0;
+  let header = -1; // where the open frame's header is
+  let headerStream: LogEntry['stream'] = 'stdout';
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i];
-    const len = e.data.length + (stamps ? stamps[i].length : 0);
+    const len = e.length + (stamps ? stamps[i].length : 0);
     if (!o.tty) {
-      out[pos] = e.stream === 'stdout' ? 1 : 2;
-      out[pos + 1] = out[pos + 2] = out[pos + 3] = 0;
-      out.writeUInt32BE(len, pos + 4);
-      pos += 8;
+      const open = header >= 0 ? pos - header - 8 : -1;
+      if (open < 0 || headerStream !== e.stream || open + len > LOG_FRAME_MAX) {
+        if (header >= 0) writeFrameHeader(out, header, headerStream, open);
+        header = pos;
+        headerStream = e.stream;
+        pos += 8;
+      }
     }
     if (stamps) pos += out.write(stamps[i], pos, 'latin1');
-    pos += e.data.copy(out, pos);
+    pos += e.copyTo(out, pos);
   }
-  return out;
+  if (header >= 0) writeFrameHeader(out, header, headerStream, pos - header - 8);
+  return out.subarray(0, pos);
 }
 
 function statusText(r: ContainerRecord): string {

@@ -29,7 +29,12 @@ export function execRoutes(router: Router, engine: Engine): void {
     const body = await readJson<StartBody>(ctx.req, {});
     const e = engine.execs.get(ctx.params.id);
     if (body.Detach) {
-      await engine.execs.start(e.id, { onOutput: () => undefined, onEnd: () => undefined, tty: body.Tty });
+      await engine.execs.start(e.id, {
+        onOutput: () => undefined,
+        onEnd: () => undefined,
+        tty: body.Tty,
+        detach: true,
+      });
       ctx.res.writeHead(200, { 'Content-Length': 0 });
       ctx.res.end();
       return;

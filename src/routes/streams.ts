@@ -5,10 +5,22 @@
 import type { OutputStream } from '../engine/runtime/runtime.js';
 
 export function frame(stream: OutputStream | 'stdin' | 'system', data: Buffer): Buffer {
-  const h = Buffer.alloc(8);
-  h[0] = stream === 'stdin' ? 0 : stream === 'stdout' ? 1 : stream === 'stderr' ? 2 : 3;
-  h.writeUInt32BE(data.length, 4);
-  return Buffer.concat([h, data]);
+  const out = Buffer.allocUnsafe(8 + data.length);
+  writeFrameHeader(out, 0, stream, data.length);
+  data.copy(out, 8);
+  return out;
+}
+
+/** Writes the 8-byte header of a frame of `size` bytes at `pos`. */
+export function writeFrameHeader(
+  out: Buffer,
+  pos: number,
+  stream: OutputStream | 'stdin' | 'system',
+  size: number,
+): void {
+  out[pos] = stream === 'stdin' ? 0 : stream === 'stdout' ? 1 : stream === 'stderr' ? 2 : 3;
+  out[pos + 1] = out[pos + 2] = out[pos + 3] = 0;
+  out.writeUInt32BE(size, pos + 4);
 }
 
 /** Docker's default detach sequence is ctrl-p, ctrl-q; `--detach-keys` may change it. */

@@ -93,7 +93,13 @@ export class ExecService {
    */
   async start(
     id: string,
-    io: { onOutput(stream: OutputStream, data: Buffer): void; onEnd(): void; tty?: boolean },
+    io: {
+      onOutput(stream: OutputStream, data: Buffer): void;
+      onEnd(): void;
+      tty?: boolean;
+      /** `exec -d`: the process must outlive the daemon, so it runs under conmon. */
+      detach?: boolean;
+    },
   ): Promise<{ write(b: Buffer): void; end(): void; close(): void }> {
     const e = this.get(id);
     if (e.started) throw conflict(`Exec instance ${id} has already been started`);
@@ -102,7 +108,6 @@ export class ExecService {
     e.started = true;
     const bundle = this.containers.bundle(c.id);
     const execDir = path.join(bundle, 'exec', id.slice(0, 24));
-    await fsp.mkdir(execDir, { recursive: true });
     const base = (
       JSON.parse(readFileSync(path.join(bundle, 'config.json'), 'utf8')) as {
         process: Record<string, unknown>;
@@ -123,7 +128,11 @@ export class ExecService {
     };
     e.running = true;
     try {
-      const h = await this.runtime.exec(c.id, execDir, spec, { terminal: tty, stdin: e.config.AttachStdin });
+      const stdin = e.config.AttachStdin;
+      const h =
+        tty || io.detach
+          ? await this.runtime.exec(c.id, execDir, spec, { terminal: tty, stdin })
+          : await this.runtime.execDirect(c.id, execDir, spec, { stdin });
       e.pid = h.pid;
       e.conn = h.attach;
       if (e.pendingSize) this.runtime.resize(execDir, e.pendingSize.rows, e.pendingSize.cols);

@@ -4,13 +4,39 @@
  */
 import { promises as fsp, watch } from 'node:fs';
 
+/**
+ * One record. Time and payload stay offsets into the chunk read from the file until asked for:
+ * a log of 200,000 lines read whole makes no string and no Buffer view per line.
+ */
 export class LogEntry {
   constructor(
     readonly stream: 'stdout' | 'stderr',
-    /** The record's timestamp as written (nanoseconds kept). */
-    readonly time: string,
-    readonly data: Buffer,
+    private readonly src: Buffer,
+    private readonly timeStart: number,
+    private readonly timeEnd: number,
+    /** Payload bytes (newline kept): src[dataStart, dataEnd), or `joined` for partial records. */
+    private readonly dataStart: number,
+    private readonly dataEnd: number,
+    private readonly joined?: Buffer,
   ) {}
+
+  /** The record's timestamp as written (nanoseconds kept). */
+  get time(): string {
+    return this.src.toString('latin1', this.timeStart, this.timeEnd);
+  }
+
+  get data(): Buffer {
+    return this.joined ?? this.src.subarray(this.dataStart, this.dataEnd);
+  }
+
+  get length(): number {
+    return this.joined ? this.joined.length : this.dataEnd - this.dataStart;
+  }
+
+  /** Copies the payload into `out` at `pos`; returns the bytes copied. */
+  copyTo(out: Buffer, pos: number): number {
+    return this.joined ? this.joined.copy(out, pos) : this.src.copy(out, pos, this.dataStart, this.dataEnd);
+  }
 
   /** Milliseconds since the epoch, parsed only when a filter asks. */
   get ms(): number {
@@ -81,11 +107,61 @@ export async function readEntries(
   } catch {
     return { entries: [], offset };
   }
+  const r = parseRecords(data);
+  return { entries: r.entries, offset: offset + r.consumed };
+}
+
+/** Bytes read per step by readEntriesChunked: big enough for few syscalls, small enough to stream. */
+const CHUNK = 256 * 1024;
+
+/**
+ * Reads the file from `offset` a chunk at a time, handing each chunk's complete records to
+ * `onEntries` (awaited: the caller's backpressure). Returns the offset after the last full record.
+ */
+export async function readEntriesChunked(
+  file: string,
+  offset: number,
+  onEntries: (e: LogEntry[]) => void | Promise<void>,
+): Promise<number> {
+  let fh: fsp.FileHandle;
+  try {
+    fh = await fsp.open(file, 'r');
+  } catch {
+    return offset;
+  }
+  try {
+    const { size } = await fh.stat();
+    let pos = offset;
+    let want = CHUNK;
+    while (pos < size) {
+      const data = Buffer.allocUnsafe(Math.min(want, size - pos));
+      const { bytesRead } = await fh.read(data, 0, data.length, pos);
+      if (bytesRead === 0) break;
+      const r = parseRecords(data.subarray(0, bytesRead));
+      if (r.consumed === 0) {
+        // one record (or run of partial records) longer than the chunk: read more at once
+        if (pos + bytesRead >= size) break;
+        want *= 2;
+        continue;
+      }
+      want = CHUNK;
+      pos += r.consumed;
+      if (r.entries.length) await onEntries(r.entries);
+    }
+    return pos;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Parses complete records; `consumed` is the length up to the end of the last full record. */
+function parseRecords(data: Buffer): { entries: LogEntry[]; consumed: number } {
   const entries: LogEntry[] = [];
-  let partial: { stream: 'stdout' | 'stderr'; time: string; chunks: Buffer[] } | undefined;
+  // a run of P(artial) records: the first one's time, then the pieces
+  let partial:
+    { stream: 'stdout' | 'stderr'; timeStart: number; timeEnd: number; chunks: Buffer[] } | undefined;
   let start = 0;
   let lastComplete = 0;
-  // Byte-level parse: the payload of a full record is a view into `data` that keeps its newline.
   for (;;) {
     const nl = data.indexOf(10, start);
     if (nl < 0) break;
@@ -100,20 +176,24 @@ export async function readEntries(
     const c = data.indexOf(32, b + 1);
     const tagEnd = c < 0 || c > nl ? nl : c;
     const isPartial = tagEnd - b === 2 && data[b + 1] === 80; // 'P'
-    const time = data.toString('latin1', lineStart, a);
     if (isPartial) {
-      if (!partial || partial.stream !== stream) partial = { stream, time, chunks: [] };
+      if (!partial || partial.stream !== stream)
+        partial = { stream, timeStart: lineStart, timeEnd: a, chunks: [] };
       partial.chunks.push(data.subarray(tagEnd === nl ? nl : c + 1, nl));
       continue;
     }
-    const body = tagEnd === nl ? NEWLINE : data.subarray(c + 1, nl + 1);
+    // a record without payload is an empty line
+    const bodyStart = tagEnd === nl ? -1 : c + 1;
     if (partial && partial.stream === stream) {
-      entries.push(new LogEntry(stream, partial.time, Buffer.concat([...partial.chunks, body])));
-    } else entries.push(new LogEntry(stream, time, body));
+      const body = bodyStart < 0 ? NEWLINE : data.subarray(bodyStart, nl + 1);
+      const joined = Buffer.concat([...partial.chunks, body]);
+      entries.push(new LogEntry(stream, data, partial.timeStart, partial.timeEnd, 0, 0, joined));
+    } else if (bodyStart < 0) entries.push(new LogEntry(stream, data, lineStart, a, 0, 0, NEWLINE));
+    else entries.push(new LogEntry(stream, data, lineStart, a, bodyStart, nl + 1));
     partial = undefined;
     lastComplete = start;
   }
-  return { entries, offset: offset + lastComplete };
+  return { entries, consumed: lastComplete };
 }
 
 const NEWLINE = Buffer.from('\n');
@@ -127,7 +207,8 @@ async function inodeOf(file: string): Promise<number | undefined> {
 }
 
 export function filterEntries(entries: LogEntry[], o: LogOptions): LogEntry[] {
-  let out = entries.filter((e) => (e.stream === 'stdout' ? o.stdout : o.stderr));
+  let out =
+    o.stdout && o.stderr ? entries : entries.filter((e) => (e.stream === 'stdout' ? o.stdout : o.stderr));
   if (o.since !== undefined && o.since > 0) out = out.filter((e) => e.ms / 1000 >= o.since!);
   if (o.until !== undefined && o.until > 0) out = out.filter((e) => e.ms / 1000 <= o.until!);
   if (o.tail !== undefined && o.tail >= 0) out = o.tail === 0 ? [] : out.slice(-o.tail);

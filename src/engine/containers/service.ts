@@ -38,7 +38,14 @@ import {
   parseHostConfig,
   parseUpdate,
 } from './create.js';
-import { filterEntries, followEntries, type LogEntry, type LogOptions, readEntries } from './logs.js';
+import {
+  filterEntries,
+  followEntries,
+  type LogEntry,
+  type LogOptions,
+  readEntries,
+  readEntriesChunked,
+} from './logs.js';
 import { logFiles, rotateIfNeeded, rotationPolicy } from './logrotate.js';
 import { resolveUser } from './user.js';
 import { mountPlaceholders } from '../volumes/mounts.js';
@@ -1071,7 +1078,8 @@ export class ContainerService {
   async logs(
     ref: string,
     opts: LogOptions & { follow: boolean },
-    sink: (e: LogEntry[]) => void,
+    /** Awaited between chunks of a long log: the caller's backpressure. */
+    sink: (e: LogEntry[]) => void | Promise<void>,
     abort: Promise<void>,
   ): Promise<void> {
     const rec = this.get(ref);
@@ -1087,14 +1095,13 @@ export class ContainerService {
         offset = r.offset;
       }
       const first = filterEntries(all, opts);
-      if (first.length) sink(first);
+      if (first.length) await sink(first);
     } else {
-      for (const f of files) {
-        const r = await readEntries(f, 0);
-        const part = filterEntries(r.entries, opts);
-        if (part.length) sink(part);
-        offset = r.offset;
-      }
+      for (const f of files)
+        offset = await readEntriesChunked(f, 0, (entries) => {
+          const part = filterEntries(entries, opts);
+          return part.length ? sink(part) : undefined;
+        });
     }
     if (!opts.follow || !rec.state.Running) return;
     const stop = Promise.race([abort, this.waitFor(rec.id, 'next-exit').then(() => sleep(50))]);
@@ -1103,7 +1110,7 @@ export class ContainerService {
       offset,
       (e) => {
         const f = filterEntries(e, { ...opts, tail: undefined });
-        if (f.length) sink(f);
+        if (f.length) void sink(f);
       },
       stop,
     );

@@ -19,6 +19,7 @@ import { SeqpacketSocket } from 'node-unix-socket';
 import { writeFileAtomic } from '../../common/atomic.js';
 import { errnoCode, internal } from '../../common/errors.js';
 import type { AttachConnection, CreateOptions, OutputStream } from './runtime.js';
+import { type DirectExec, runcExec } from './runc-exec.js';
 import type { OciSpec } from './spec.js';
 
 const run = promisify(execFile);
@@ -246,7 +247,8 @@ export class ConmonRuntime {
     opts: { terminal: boolean; stdin: boolean },
   ): Promise<{ pid: number; exitCode: Promise<number>; attach: AttachConnection }> {
     await fsp.mkdir(path.join(execDir, 'exits'), { recursive: true });
-    await writeFileAtomic(path.join(execDir, 'process.json'), JSON.stringify(processSpec));
+    // A scratch file read once by runc, gone with the exec: no fsync needed.
+    await fsp.writeFile(path.join(execDir, 'process.json'), JSON.stringify(processSpec));
     const args = [
       ...this.baseArgs(id, path.basename(execDir), execDir, 'none'),
       '--exec',
@@ -294,6 +296,18 @@ export class ConmonRuntime {
     })();
     child.unref();
     return { pid: pidMsg.data, exitCode, attach };
+  }
+
+  /** A streamed, non-TTY exec run by runc as the daemon's child (runc-exec.ts: why no conmon). */
+  async execDirect(
+    id: string,
+    execDir: string,
+    processSpec: unknown,
+    opts: { stdin: boolean },
+  ): Promise<DirectExec> {
+    await fsp.mkdir(execDir, { recursive: true });
+    await fsp.writeFile(path.join(execDir, 'process.json'), JSON.stringify(processSpec));
+    return runcExec(this.runc, this.paths.runcRoot, id, execDir, opts);
   }
 
   /** Connects to conmon's attach socket (through /proc/self/fd: bundle paths can exceed 108 bytes). */
