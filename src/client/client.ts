@@ -3,9 +3,8 @@
  * they work against berthd and against a real Docker Engine alike.
  */
 import * as http from 'node:http';
-import * as https from 'node:https';
 import type { Readable } from 'node:stream';
-import { type Endpoint, makeAgent, parseEndpoint, type RawResponse } from './transport.js';
+import { type Endpoint, makeAgent, parseEndpoint, type RawResponse, requestModule } from './transport.js';
 import type {
   HistoryItem,
   ImageInspect,
@@ -98,7 +97,7 @@ export class Client {
       ...(ep.socketPath ? { socketPath: ep.socketPath } : { host: ep.hostname, port: ep.port }),
     };
     return new Promise<RawResponse>((resolve, reject) => {
-      const req = (ep.tls ? https : http).request(reqOpts, (res) =>
+      const req = requestModule(ep).request(reqOpts, (res) =>
         resolve({ status: res.statusCode ?? 0, headers: res.headers, stream: res }),
       );
       req.on('error', (err: NodeJS.ErrnoException) => {
@@ -341,7 +340,7 @@ export class Client {
     const payload = body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body));
     const ep = this.endpoint;
     return new Promise((resolve, reject) => {
-      const req = (ep.tls ? https : http).request({
+      const req = requestModule(ep).request({
         method: 'POST',
         path: prefix + p + encodeQuery(query),
         headers: {

@@ -3,7 +3,8 @@
  */
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as https from 'node:https';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
 export const DEFAULT_HOST = 'unix:///run/berth/berth.sock';
@@ -48,9 +49,20 @@ export interface RawResponse {
   stream: http.IncomingMessage;
 }
 
+// node:https (with node:tls) adds ~10 ms to every CLI start: loaded only for a TLS daemon.
+const load = createRequire(import.meta.url);
+function httpsModule(): typeof https {
+  return load('node:https') as typeof https;
+}
+
+/** The module whose request() speaks to the endpoint: http, or https for TLS. */
+export function requestModule(ep: Endpoint): typeof http | typeof https {
+  return ep.tls ? httpsModule() : http;
+}
+
 export function makeAgent(ep: Endpoint): http.Agent {
   if (ep.tls)
-    return new https.Agent({
+    return new (httpsModule().Agent)({
       keepAlive: true,
       ca: ep.tls.ca,
       cert: ep.tls.cert,

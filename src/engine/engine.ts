@@ -79,6 +79,7 @@ export class Engine {
     this.network.containers = {
       resolve: (ref) => this.containers.tryGet(ref)?.id,
       isRunning: (id) => !!this.containers.tryGet(id)?.state.Running,
+      pid: (id) => this.containers.tryGet(id)?.state.Pid ?? 0,
     };
     this.builder = new Builder(
       { images: this.images, content: this.content, snapshots: this.snapshots, containers: this.containers },

@@ -7,7 +7,6 @@ import { promises as fsp, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { JsonMessage } from '../../client/client.js';
-import { contextTar, randomDockerfileName, readDockerignore } from '../buildcontext.js';
 import { type CliContext, connect } from '../context.js';
 import { ExitError } from '../errors.js';
 import { humanSize } from '../table.js';
@@ -79,6 +78,8 @@ async function prepareContext(
   } catch {
     throw new ExitError(1, `unable to prepare context: path "${contextArg}" not found`);
   }
+  // tar-stream and .dockerignore matching: loaded by `build` only, not on every CLI start
+  const { contextTar, randomDockerfileName, readDockerignore } = await import('../buildcontext.js');
   const excludes = readDockerignore(dir);
   const extra: { name: string; data: Buffer }[] = [];
   let dockerfile: string | undefined;

@@ -241,17 +241,22 @@ function psColumns(noTrunc: boolean): Column<ContainerSummary>[] {
   ];
 }
 
+/** `run`, under `parent` (the program or `container`). */
+export function runCommandOf(parent: Command, ctx: CliContext): void {
+  addRunFlags(parent.command('run').description('Create and run a new container from an image'))
+    .argument('<image>')
+    .argument('[command...]')
+    .action(async (image: string, cmd: string[], f: RunFlags) => {
+      const code = await runCommand(ctx, image, cmd, f);
+      if (code !== 0) throw new ExitError(code);
+    });
+}
+
 export function containerCommands(program: Command, ctx: CliContext): void {
   const container = program.command('container').description('Manage containers');
 
   for (const parent of [program, container]) {
-    addRunFlags(parent.command('run').description('Create and run a new container from an image'))
-      .argument('<image>')
-      .argument('[command...]')
-      .action(async (image: string, cmd: string[], f: RunFlags) => {
-        const code = await runCommand(ctx, image, cmd, f);
-        if (code !== 0) throw new ExitError(code);
-      });
+    runCommandOf(parent, ctx);
 
     addRunFlags(parent.command('create').description('Create a new container'))
       .argument('<image>')

@@ -3,7 +3,6 @@
  * daemon in `X-Registry-Auth`, like the docker CLI does.
  */
 import type { Command } from 'commander';
-import * as readline from 'node:readline';
 import type { Client } from '../../client/client.js';
 import { encodeRegistryAuth } from '../../distribution/auth.js';
 import { type CliContext, connect } from '../context.js';
@@ -39,7 +38,8 @@ async function readStdin(): Promise<string> {
     .replace(/\r?\n$/, '');
 }
 
-function prompt(question: string, hidden: boolean): Promise<string> {
+async function prompt(question: string, hidden: boolean): Promise<string> {
+  const readline = await import('node:readline');
   return new Promise((resolve) => {
     const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: true });
     if (hidden) {

@@ -2,7 +2,6 @@
  * `berth volume create|ls|inspect|rm|prune`, with Docker's flags and output.
  */
 import type { Command } from 'commander';
-import { createInterface } from 'node:readline';
 import type { Client } from '../../client/client.js';
 import { type CliContext, connect } from '../context.js';
 import { describeError, ExitError } from '../errors.js';
@@ -51,6 +50,7 @@ export function inspectVolume(client: Client, name: string): Promise<Volume> {
 
 async function confirm(question: string): Promise<boolean> {
   process.stdout.write(question);
+  const { createInterface } = await import('node:readline');
   const rl = createInterface({ input: process.stdin });
   const line = await new Promise<string>((resolve) => {
     rl.once('line', resolve);

@@ -12,7 +12,7 @@ import { MS_NODEV, MS_NOEXEC, MS_NOSUID, native } from '../../common/native.js';
 import * as path from 'node:path';
 import { readJsonIfExists, writeJsonAtomic } from '../../common/atomic.js';
 import type { Digest } from '../../common/digest.js';
-import { BerthError, conflict, invalidArgument, notFound } from '../../common/errors.js';
+import { BerthError, conflict, errnoCode, invalidArgument, notFound } from '../../common/errors.js';
 import { log } from '../../common/log.js';
 import type { EventBus } from '../events/events.js';
 import type { NetworkService } from '../network/service.js';
@@ -139,6 +139,8 @@ export class ContainerService {
   private readonly records = new Map<string, ContainerRecord>();
   private readonly names = new Map<string, string>();
   private readonly live = new Map<string, Live>();
+  /** The last write of each record: writes of one record run one after the other. */
+  private readonly saving = new Map<string, Promise<void>>();
   private readonly containersDir: string;
   private readonly bundlesDir: string;
   private rotationTimer?: NodeJS.Timeout;
@@ -264,8 +266,20 @@ export class ContainerService {
     if (rec) await this.save(rec);
   }
 
-  private async save(rec: ContainerRecord): Promise<void> {
-    await writeJsonAtomic(path.join(this.dir(rec.id), 'config.json'), rec);
+  /**
+   * Writes the record. Writes of one record are queued, so the last state asked for is the one on
+   * disk (a start's write and its exit's can be under way at once), and `remove` waits for them.
+   */
+  private save(rec: ContainerRecord): Promise<void> {
+    const write = (this.saving.get(rec.id) ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => writeJsonAtomic(path.join(this.dir(rec.id), 'config.json'), rec));
+    this.saving.set(rec.id, write);
+    const forget = () => {
+      if (this.saving.get(rec.id) === write) this.saving.delete(rec.id);
+    };
+    write.then(forget, forget);
+    return write;
   }
 
   get(ref: string): ContainerRecord {
@@ -445,7 +459,7 @@ export class ContainerService {
       const netns = await this.d.network.setUp(rec.id);
       await this.d.volumes.setup(rec.id, rec.mounts ?? [], rootfs);
       const spec = this.specFor(rec, bundle, rootfs, netns);
-      rec.generation++;
+      const generation = ++rec.generation;
       rec.stoppedByUser = false;
       const created = await this.d.runtime.create(rec.id, bundle, spec, {
         terminal: rec.config.Tty,
@@ -478,9 +492,10 @@ export class ContainerService {
         StartedAt: new Date().toISOString(),
       });
       this.watchExit(rec);
-      await this.d.runtime.start(rec.id);
-      await this.save(rec);
+      await this.d.runtime.start(rec.id, created.pid);
       this.d.events.publish('container', 'start', rec.id, this.attrs(rec));
+      // A process that exited at once may be recorded (or removed) already: its exit wrote the record.
+      if (rec.state.Running && rec.generation === generation) await this.save(rec);
       return true;
     } catch (err) {
       await this.cleanupRun(rec).catch(() => undefined);
@@ -606,7 +621,7 @@ export class ContainerService {
         pid: pidNs,
         ipc: ipcNs,
         uts: h.UTSMode === 'host' ? 'host' : 'private',
-        network: netns.kind === 'host' ? 'host' : { path: netns.path },
+        network: netns.kind === 'path' ? { path: netns.path } : netns.kind,
       },
       mounts,
       resources: resourcesOf(h),
@@ -681,10 +696,12 @@ export class ContainerService {
       FinishedAt: new Date().toISOString(),
     });
     // Let the attach socket drain before the streams close.
-    await this.cleanupRun(rec).catch((err: unknown) =>
+    await this.cleanupRun(rec, !error).catch((err: unknown) =>
       log.warn('cleanup after exit failed', { id, error: String(err) }),
     );
-    await this.save(rec).catch(() => undefined);
+    // An auto-remove container's record is deleted next: no write for it (a crash meanwhile finds
+    // the exit again at the daemon's start and removes the container then).
+    if (!rec.hostConfig.AutoRemove) await this.save(rec).catch(() => undefined);
     if (oom) this.d.events.publish('container', 'oom', id, this.attrs(rec));
     this.d.events.publish('container', 'die', id, { ...this.attrs(rec), exitCode: String(code) });
     this.notifyExit(id, code);
@@ -727,15 +744,21 @@ export class ContainerService {
     for (const w of live.exitWaiters.splice(0)) w(code);
   }
 
-  /** Unmounts the rootfs and deletes the runtime's view of a run that ended. */
-  private async cleanupRun(rec: ContainerRecord): Promise<void> {
+  /**
+   * Unmounts the rootfs and deletes the runtime's view of a run that ended. `exited`: conmon
+   * recorded the exit of the container's init.
+   */
+  private async cleanupRun(rec: ContainerRecord, exited = false): Promise<void> {
     const bundle = this.bundle(rec.id);
-    await this.d.runtime.delete(rec.id, true).catch(() => undefined);
+    const { PidMode } = rec.hostConfig;
+    const ownPidNs = PidMode !== 'host' && !PidMode.startsWith('container:');
+    if (exited && ownPidNs) await this.d.runtime.deleteExited(rec.id);
+    else await this.d.runtime.delete(rec.id, true).catch(() => undefined);
     await this.d.network.tearDown(rec.id);
     await this.d.snapshots.unmount(path.join(bundle, 'rootfs'));
     await this.d.volumes.teardown(rec.id, rec.mounts ?? []);
     await this.d.snapshots.unmount(path.join(bundle, 'shm'));
-    removeCgroup(`${this.d.cgroupParent}/${rec.id}`);
+    await removeCgroup(`${this.d.cgroupParent}/${rec.id}`);
   }
 
   async stop(ref: string, timeoutSec?: number): Promise<boolean> {
@@ -888,6 +911,7 @@ export class ContainerService {
     await this.d.network.forget(rec.id);
     await this.d.snapshots.removeActive(rec.id);
     await fsp.rm(this.bundle(rec.id), { recursive: true, force: true });
+    await this.saving.get(rec.id)?.catch(() => undefined);
     await fsp.rm(this.dir(rec.id), { recursive: true, force: true });
     this.records.delete(rec.id);
     this.names.delete(rec.name);
@@ -1218,27 +1242,28 @@ function initBinary(): string {
 }
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
-/** runc removes the leaf cgroups on delete; this catches what a crash left. */
-function removeCgroup(rel: string): void {
-  let controllers: string[];
+/**
+ * Removes a container's cgroups, in every hierarchy (v1) or the unified one (v2), as `runc delete`
+ * does; also what a crash left. A cgroup whose last task is still exiting is busy for a moment:
+ * retried briefly.
+ */
+async function removeCgroup(rel: string): Promise<void> {
+  let dirs: string[];
   try {
-    controllers = readdirSync(CGROUP_ROOT);
+    dirs = readdirSync(CGROUP_ROOT).map((c) => path.join(CGROUP_ROOT, c, rel));
   } catch {
     return;
   }
-  for (const c of controllers) {
-    const p = path.join(CGROUP_ROOT, c, rel);
-    try {
-      rmdirSync(p);
-    } catch {
-      // absent or busy: nothing to do
-    }
-  }
-  if (existsSync(path.join(CGROUP_ROOT, 'cgroup.controllers'))) {
-    try {
-      rmdirSync(path.join(CGROUP_ROOT, rel));
-    } catch {
-      // ignore
-    }
+  if (existsSync(path.join(CGROUP_ROOT, 'cgroup.controllers'))) dirs.push(path.join(CGROUP_ROOT, rel));
+  for (let attempt = 0; dirs.length && attempt < 5; attempt++) {
+    if (attempt) await sleep(10 * attempt);
+    dirs = dirs.filter((p) => {
+      try {
+        rmdirSync(p);
+        return false;
+      } catch (err) {
+        return errnoCode(err) === 'EBUSY';
+      }
+    });
   }
 }

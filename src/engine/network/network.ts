@@ -93,4 +93,5 @@ export interface ContainerNet {
   ports?: PortMapping[];
 }
 
-export type NetnsMode = { kind: 'host' } | { kind: 'path'; path: string };
+/** host: the host's; private: a new one the runtime makes; path: join that one. */
+export type NetnsMode = { kind: 'host' } | { kind: 'private' } | { kind: 'path'; path: string };

@@ -13,10 +13,11 @@ import {
   watch,
   writeSync,
 } from 'node:fs';
+import { Socket } from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { SeqpacketSocket } from 'node-unix-socket';
-import { writeFileAtomic } from '../../common/atomic.js';
+import { replaceFile, writeFileAtomic } from '../../common/atomic.js';
 import { errnoCode, internal } from '../../common/errors.js';
 import type { AttachConnection, CreateOptions, OutputStream } from './runtime.js';
 import { type DirectExec, runcExec } from './runc-exec.js';
@@ -87,7 +88,7 @@ export class ConmonRuntime {
   ): Promise<{ pid: number; conmonPid: number }> {
     await fsp.mkdir(path.join(bundle, 'exits'), { recursive: true });
     await fsp.rm(path.join(bundle, 'exits', id), { force: true });
-    await writeFileAtomic(path.join(bundle, 'config.json'), JSON.stringify(spec));
+    await replaceFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
     const args = this.baseArgs(id, id, bundle, `k8s-file:${opts.logPath}`);
     if (opts.terminal) args.push('-t');
     else if (opts.stdin) {
@@ -129,12 +130,47 @@ export class ConmonRuntime {
     return { pid: msg.data, conmonPid };
   }
 
-  async start(id: string): Promise<void> {
+  /**
+   * Starts a created container (init `pid`) as `runc start` does, without starting runc: runc's init
+   * waits to write to `exec.fifo` in runc's state directory until a reader opens it, then executes
+   * the container's process, which closes the fifo. Reading it to the end and removing it is all
+   * `runc start` does; the removed fifo is how runc tells "running" from "created" afterwards.
+   */
+  async start(id: string, pid: number): Promise<void> {
+    const fifo = path.join(this.stateDir(id), 'exec.fifo');
+    let fd: number;
     try {
-      await run(this.runc, this.runcArgs('start', id));
+      // Non-blocking: the open must not wait for a writer that may have died.
+      fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
-      throw new RuntimeError(cleanRuncMessage((err as { stderr?: string }).stderr ?? String(err)));
+      if (errnoCode(err) === 'ENOENT') throw new RuntimeError('cannot start a container that is not created');
+      throw err;
     }
+    const fifoStream = new Socket({ fd, readable: true, writable: false });
+    const written = await new Promise<string>((resolve, reject) => {
+      let data = '';
+      let deadSeen = false;
+      // The writer dying before it opened the fifo gives no event: watch init like runc does.
+      const timer = setInterval(() => {
+        if (processAlive(pid)) return;
+        if (deadSeen) {
+          clearInterval(timer);
+          reject(new RuntimeError('container process is already dead'));
+        }
+        deadSeen = true; // one more round for output already on its way
+      }, 100);
+      fifoStream.on('data', (d: Buffer) => (data += d.toString()));
+      fifoStream.on('end', () => {
+        clearInterval(timer);
+        resolve(data);
+      });
+      fifoStream.on('error', (err) => {
+        clearInterval(timer);
+        reject(err);
+      });
+    }).finally(() => fifoStream.destroy());
+    if (!written) throw new RuntimeError('cannot start an already running container');
+    await fsp.rm(fifo, { force: true });
   }
 
   async kill(id: string, signal: string, all = false): Promise<void> {
@@ -167,6 +203,8 @@ export class ConmonRuntime {
   }
 
   async delete(id: string, force = false): Promise<void> {
+    // Nothing of the container left in runc's state: spare starting runc (a second cleanup is common).
+    if (!existsSync(this.stateDir(id))) return;
     try {
       await run(this.runc, this.runcArgs('delete', ...(force ? ['--force'] : []), id));
     } catch (err) {
@@ -174,6 +212,19 @@ export class ConmonRuntime {
       if (/does not exist|not exist/.test(text)) return;
       throw internal(`runc delete ${id}: ${cleanRuncMessage(text)}`);
     }
+  }
+
+  /**
+   * Forgets a container whose init has exited (conmon recorded it) in a private pid namespace, so
+   * the kernel killed every other process with it. `runc delete` then only removes runc's state
+   * directory and the cgroups (the caller's part); doing it here spares a runc start on every exit.
+   */
+  async deleteExited(id: string): Promise<void> {
+    await fsp.rm(this.stateDir(id), { recursive: true, force: true });
+  }
+
+  private stateDir(id: string): string {
+    return path.join(this.paths.runcRoot, id);
   }
 
   async state(id: string): Promise<{ status: string; pid: number } | undefined> {
@@ -368,6 +419,16 @@ async function* jsonLines(stream: NodeJS.ReadableStream): AsyncGenerator<unknown
         }
       }
     }
+  }
+}
+
+/** A process that exists and is not a zombie. */
+function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return false;
   }
 }
 
