@@ -23,10 +23,10 @@ import type { ImageStore } from '../images/store.js';
 import { diffTar } from '../snapshots/diff.js';
 import type { Snapshotter } from '../snapshots/snapshots.js';
 import type { BuildMessage, BuildOptions, PruneResult, PullFn } from './build.js';
-import { receiveContext } from './context.js';
+import { type BuildContext, type ContextSource, receiveContext } from './context.js';
 import {
   archiveKind,
-  checksumSources,
+  checksumInto,
   copyNode,
   type CopyOwner,
   mkdirOwned,
@@ -147,22 +147,16 @@ export class Builder {
       }
     }
     const dir = path.join(this.tmp, `ctx-${randomBytes(8).toString('hex')}`);
+    let ctx: BuildContext | undefined;
     try {
-      const ctx = await receiveContext(body, dir);
+      ctx = await receiveContext(body, dir);
       const name = ctx.dockerfileOnly ? 'Dockerfile' : opts.dockerfile || 'Dockerfile';
-      let text: string;
-      try {
-        const file = resolveInRoot(dir, name);
-        text = await fsp.readFile(file, 'utf8');
-      } catch {
-        throw invalidArgument(
-          `Cannot locate specified Dockerfile: ${name}`,
-        );
-      }
-      const df = parseDockerfile(text);
-      return new BuildRun(this, this.d, df, dir, opts);
+      const file = await ctx.readFile(name).catch(() => undefined);
+      if (!file) throw invalidArgument(`Cannot locate specified Dockerfile: ${name}`);
+      const df = parseDockerfile(file.toString('utf8'));
+      return new BuildRun(this, this.d, df, ctx, opts);
     } catch (err) {
-      await fsp.rm(dir, { recursive: true, force: true });
+      await (ctx?.remove() ?? fsp.rm(dir, { recursive: true, force: true }));
       if (err instanceof BerthError) throw err;
       throw invalidArgument(`failed to read the build context: ${(err as Error).message}`);
     }
@@ -240,7 +234,7 @@ export class BuildRun {
     private readonly builder: Builder,
     private readonly d: BuilderDeps,
     private readonly df: Dockerfile,
-    private readonly contextDir: string,
+    private readonly context: BuildContext,
     private readonly opts: BuildOptions,
   ) {
     this.lex = new ShellLex(df.escape);
@@ -406,7 +400,7 @@ export class BuildRun {
       return id;
     } finally {
       for (const m of this.mounts.splice(0)) await this.unmountKey(m).catch(() => undefined);
-      await fsp.rm(this.contextDir, { recursive: true, force: true });
+      await this.context.remove();
     }
   }
 
@@ -929,11 +923,13 @@ export class BuildRun {
       mode = parseInt(chmodFlag, 8);
     }
     // The root the sources come from: the context, an earlier stage, or an image.
-    let srcRoot = this.contextDir;
+    let srcRoot: string | undefined;
     let what = 'build context';
     let fromId = '';
     let srcKey: string | undefined;
     const heredocDir = this.builder.tmpDir('heredoc');
+    const heredocs: SourceFile[] = [];
+    const urls: string[] = [];
     try {
       if (from) {
         const dep = this.stageRef(from, stage.index);
@@ -957,8 +953,6 @@ export class BuildRun {
         srcRoot = m.root;
         what = `stage or image ${from}`;
       }
-      const sources: SourceFile[] = [];
-      const urls: string[] = [];
       const downloaded = new Set<string>();
       const patterns: string[] = [];
       for (const a of srcArgs) {
@@ -970,27 +964,45 @@ export class BuildRun {
           const file = path.join(heredocDir, hd[1]);
           await fsp.writeFile(file, doc.expand ? this.expandVars(doc.content, env) : doc.content, { mode: 0o644 });
           await fsp.utimes(file, 0, 0);
-          sources.push({ rel: hd[1], host: file, st: await fsp.lstat(file) });
+          heredocs.push({ rel: hd[1], host: file, st: await fsp.lstat(file) });
         } else if (ins.keyword === 'add' && /^https?:\/\//.test(a)) urls.push(a);
         else if (ins.keyword === 'copy' && /^[a-z][a-z0-9+.-]*:\/\//i.test(a))
           throw invalidArgument(`source can't be a URL for COPY`);
         else patterns.push(a);
       }
-      if (patterns.length) sources.push(...(await resolveSources(srcRoot, patterns, what)));
+      // Sources from the context are found and checksummed in its index: its files are unpacked
+      // only when the step is not cached.
+      let fromContext: ContextSource[] = [];
+      let fromDisk: SourceFile[] = [];
+      if (patterns.length && srcRoot) fromDisk = await resolveSources(srcRoot, patterns, what);
+      else if (patterns.length) fromContext = this.context.sources(patterns);
+      const fetched: SourceFile[] = [];
       for (const u of urls) {
         const f = await this.download(u, heredocDir);
         downloaded.add(f.host);
-        sources.push(f);
+        fetched.push(f);
       }
-      const many = sources.length > 1 || srcArgs.some((a) => /[*?[]/.test(a));
-      if (sources.length > 1 && !destDirSyntax)
+      const count = heredocs.length + fromDisk.length + fromContext.length + fetched.length;
+      const many = count > 1 || srcArgs.some((a) => /[*?[]/.test(a));
+      if (count > 1 && !destDirSyntax)
         throw invalidArgument(`When using ${kw} with more than one source file, the destination must be a directory and end with a /`);
-      const sum = await checksumSources(sources);
-      const kind = sources.length > 1 ? 'multi' : sources[0].st.isDirectory() ? 'dir' : 'file';
+      const h = createHash('sha256');
+      await checksumInto(h, [...heredocs, ...fromDisk]);
+      for (const s of fromContext) this.context.checksum(h, s);
+      await checksumInto(h, fetched);
+      const sum = h.digest('hex');
+      const firstIsDir = heredocs.length
+        ? false
+        : fromContext.length
+          ? this.context.isDirectory(fromContext[0])
+          : [...fromDisk, ...fetched][0].st.isDirectory();
+      const kind = count > 1 ? 'multi' : firstIsDir ? 'dir' : 'file';
       const createdBy = `/bin/sh -c #(nop) ${kw} ${kind}:${sum} in ${dest}${destDirSyntax ? '/' : ''} `;
       const key = sha(st.imageId, createdBy, fromId, ins.flags.get('chown')?.[0] ?? '', chmodFlag ?? '');
       const hit = this.cached(st, key);
       if (hit) return hit;
+      if (fromContext.length) fromDisk = await resolveSources(await this.context.root(), patterns, what);
+      const sources = [...heredocs, ...fromDisk, ...fetched];
       const layer = await this.withLayer(st, async (root) => {
         const owner = { ...this.owner(root, ins.flags.get('chown')?.[0], env), mode };
         const destHost = resolveInRoot(root, dest);
@@ -1025,7 +1037,7 @@ export class BuildRun {
       return await this.commit(st, { ...(st.config.config ?? {}) }, createdBy, key, layer);
     } finally {
       if (srcKey) await this.unmountKey(srcKey).catch(() => undefined);
-      await fsp.rm(heredocDir, { recursive: true, force: true });
+      if (heredocs.length || urls.length) await fsp.rm(heredocDir, { recursive: true, force: true });
     }
   }
 

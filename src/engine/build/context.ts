@@ -1,22 +1,362 @@
 /**
- * The build context: the request body (a tar, plain or compressed, or a bare Dockerfile) streamed
- * to a private directory with the layer extractor's safety rules (no entry outside the directory,
- * no writes through symlinks), so memory stays bounded whatever the context's size.
+ * The build context: the request body (a tar, plain or compressed, or a bare Dockerfile) read in one
+ * pass. While it streams in, its bytes are spooled (in memory up to a limit, to a file in a private
+ * directory beyond it) and its entries are indexed in memory (type, mode, size, link target and a
+ * sha256 of each file's content), so a fully cached build never writes the context out as files nor
+ * reads it twice: COPY/ADD checksums come from the index. The context is unpacked (from the spool,
+ * by the layer extractor) only when a step needs its files. Memory stays bounded whatever the
+ * context's size: past the limit the bytes go to the file, and only small files are kept in the
+ * index, up to a fixed budget (enough for the Dockerfile).
+ *
+ * The index applies the layer extractor's rules (src/common/safetar.ts) as entries arrive: no name
+ * above the root, no entry through a symlink, no relative symlink climbing out, hardlinks only to
+ * files already seen, no devices; an unsafe context is refused before any step runs, cached or not.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { pipeline, type Readable, Transform } from 'node:stream';
+import { pipeline as pipelineAsync } from 'node:stream/promises';
+import tar from 'tar-stream';
 import { decompressStream, peekStream } from '../../common/decompress.js';
-import { extractLayer } from '../../common/safetar.js';
+import { BerthError, invalidArgument, notFound } from '../../common/errors.js';
+import { cleanEntryName, extractLayer } from '../../common/safetar.js';
+import { cleanSourcePath, globToRegExp } from './copy.js';
+import { Spool } from './spool.js';
 
-export interface BuildContext {
-  dir: string;
-  /** Set when the body was a Dockerfile rather than a tar. */
-  dockerfileOnly: boolean;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const S_IFIFO = 0o010000;
+const S_IFCHR = 0o020000;
+/** Files up to this size are kept in memory too (the Dockerfile is read from there)... */
+const SMALL_FILE = 64 * 1024;
+/** ...as long as all of them together stay under this. */
+const MEMORY_BUDGET = 8 * 1024 * 1024;
+const MAX_LINKS = 255;
+/** Contexts up to this size stay in memory; bigger ones are spooled to a file. */
+const MEMORY_SPOOL = 32 * 1024 * 1024;
+const WHITEOUT_PREFIX = '.wh.';
+const WHITEOUT_META_PREFIX = '.wh..wh.';
+const OPAQUE = '.wh..wh..opq';
+
+/** A node of the context as the layer extractor would leave it on disk. */
+export interface ContextEntry {
+  /** st_mode: type bits and permission bits. */
+  mode: number;
+  size: number;
+  /** Symlink target. */
+  link?: string;
+  /** sha256 (hex) of a regular file's content. */
+  digest?: string;
+  /** The content itself, for small files while the memory budget lasts. */
+  data?: Buffer;
+}
+
+/** A COPY/ADD source found in the index. */
+export interface ContextSource {
+  /** Path relative to the context root as given (for the checksum). */
+  rel: string;
+  /** Path of the node it resolved to. */
+  resolved: string;
+  entry: ContextEntry;
+}
+
+const isDir = (e: ContextEntry) => (e.mode & 0o170000) === S_IFDIR;
+const isLink = (e: ContextEntry) => (e.mode & 0o170000) === S_IFLNK;
+const isFile = (e: ContextEntry) => (e.mode & 0o170000) === S_IFREG;
+
+function entryError(name: string, reason: string): BerthError {
+  return invalidArgument(`invalid tar entry ${JSON.stringify(name)}: ${reason}`);
+}
+
+export class BuildContext {
+  /** '' is the root (the extractor's target directory, mode 0700). */
+  readonly entries = new Map<string, ContextEntry>([['', { mode: S_IFDIR | 0o700, size: 0 }]]);
+  private children?: Map<string, string[]>;
+  private unpacked?: Promise<string>;
+  private budget = MEMORY_BUDGET;
+
+  constructor(
+    /** Private directory: the spool and, once unpacked, the files under `root`. */
+    readonly dir: string,
+    /** Set when the body was a Dockerfile rather than a tar. */
+    readonly dockerfileOnly: boolean,
+    private readonly spool?: Spool,
+  ) {}
+
+  /** The directory the context's files are unpacked in (on first use, from the spool). */
+  root(): Promise<string> {
+    this.unpacked ??= (async () => {
+      const root = path.join(this.dir, 'root');
+      await fsp.mkdir(root, { mode: 0o700 });
+      if (this.spool) await extractLayer(this.spool.read(), root);
+      else
+        for (const [rel, e] of this.entries)
+          if (rel && e.data) await fsp.writeFile(path.join(root, rel), e.data, { mode: e.mode & 0o777 });
+      return root;
+    })();
+    return this.unpacked;
+  }
+
+  /** Closes the spool and removes the private directory. */
+  async remove(): Promise<void> {
+    await this.spool?.close();
+    await fsp.rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** A regular file's content (following symlinks inside the context); undefined when absent. */
+  async readFile(p: string): Promise<Buffer | undefined> {
+    const rel = this.resolve(p, true);
+    const e = this.entries.get(rel);
+    if (!e || !isFile(e)) return undefined;
+    if (e.data) return e.data;
+    return fsp.readFile(path.join(await this.root(), rel));
+  }
+
+  /** `p` resolved inside the context as resolveInRoot does on disk: symlinks never lead out. */
+  resolve(p: string, followLast: boolean): string {
+    const pending = p.split('/').filter((c) => c !== '' && c !== '.');
+    const parts: string[] = [];
+    let links = 0;
+    while (pending.length) {
+      const c = pending.shift()!;
+      if (c === '..') {
+        parts.pop();
+        continue;
+      }
+      const candidate = parts.length ? `${parts.join('/')}/${c}` : c;
+      const e = this.entries.get(candidate);
+      if (e && isLink(e) && (pending.length > 0 || followLast)) {
+        if (++links > MAX_LINKS) throw invalidArgument(`too many levels of symbolic links: ${p}`);
+        const target = e.link ?? '';
+        if (target.startsWith('/')) parts.length = 0;
+        pending.unshift(...target.split('/').filter((x) => x !== '' && x !== '.'));
+        continue;
+      }
+      parts.push(c);
+    }
+    return parts.join('/');
+  }
+
+  private childrenOf(rel: string): string[] {
+    if (!this.children) {
+      this.children = new Map();
+      for (const k of this.entries.keys()) {
+        if (k === '') continue;
+        const i = k.lastIndexOf('/');
+        const parent = i < 0 ? '' : k.slice(0, i);
+        let list = this.children.get(parent);
+        if (!list) this.children.set(parent, (list = []));
+        list.push(i < 0 ? k : k.slice(i + 1));
+      }
+      for (const list of this.children.values()) list.sort();
+    }
+    return this.children.get(rel) ?? [];
+  }
+
+  private walk(rel: string, out: string[]): void {
+    for (const n of this.childrenOf(rel)) {
+      const r = rel ? `${rel}/${n}` : n;
+      out.push(r);
+      if (isDir(this.entries.get(r)!)) this.walk(r, out);
+    }
+  }
+
+  /** COPY/ADD sources, with copy.ts resolveSources' rules and errors. */
+  sources(patterns: string[]): ContextSource[] {
+    const out: ContextSource[] = [];
+    let all: string[] | undefined;
+    for (const p of patterns) {
+      const rel = cleanSourcePath(p, 'build context');
+      if (/[*?[]/.test(rel)) {
+        if (!all) this.walk('', (all = []));
+        const re = globToRegExp(rel);
+        for (const r of all.filter((x) => re.test(x))) {
+          const resolved = this.resolve(r, true);
+          const entry = this.entries.get(resolved);
+          if (entry && !isLink(entry)) out.push({ rel: r, resolved, entry });
+        }
+        continue;
+      }
+      const resolved = this.resolve(rel, true);
+      const entry = this.entries.get(resolved);
+      if (!entry)
+        throw notFound(
+          `COPY failed: file not found in build context or excluded by .dockerignore: stat ${rel || '.'}: file does not exist`,
+        );
+      out.push({ rel: rel || '.', resolved, entry });
+    }
+    if (out.length === 0) throw invalidArgument('COPY failed: no source files were specified');
+    return out;
+  }
+
+  /** Feeds a source into the cache checksum exactly as copy.ts checksumSources does from disk. */
+  checksum(h: Hash, src: ContextSource): void {
+    const add = (rel: string, node: string, e: ContextEntry): void => {
+      h.update(`${rel}\0${e.mode.toString(8)}\0`);
+      if (isLink(e)) h.update(`l${e.link ?? ''}\0`);
+      else if (isFile(e)) {
+        h.update(`f${e.size}\0`);
+        h.update(Buffer.from(e.digest ?? '', 'hex'));
+      } else if (isDir(e)) {
+        h.update('d\0');
+        for (const n of this.childrenOf(node)) {
+          const child = node ? `${node}/${n}` : n;
+          add(`${rel}/${n}`, child, this.entries.get(child)!);
+        }
+      }
+    };
+    add(src.rel, src.resolved, src.entry);
+  }
+
+  isDirectory(src: ContextSource): boolean {
+    return isDir(src.entry);
+  }
+
+  // --- building the index, entry by entry (the layer extractor's rules) ---
+
+  /** Adds one tar entry; a file's content is hashed as it streams by. */
+  async add(h: tar.Header, stream: Readable): Promise<void> {
+    const name = h.name;
+    const rel = cleanEntryName(name);
+    const type = h.type ?? 'file';
+    if ((type !== 'file' && type !== 'contiguous-file') || rel === '') {
+      stream.resume();
+      if (rel === '') return;
+    }
+    const parts = rel.split('/');
+    const base = parts[parts.length - 1];
+    const dir = parts.slice(0, -1).join('/');
+    if (base === OPAQUE) {
+      this.ensureParents(parts, name);
+      return;
+    }
+    if (parts.some((p) => p.startsWith(WHITEOUT_META_PREFIX))) return;
+    for (const p of parts.slice(0, -1))
+      if (p.startsWith(WHITEOUT_PREFIX)) throw entryError(name, 'a whiteout cannot be a directory');
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      const victim = base.slice(WHITEOUT_PREFIX.length);
+      if (victim === '' || victim === '.' || victim === '..') throw entryError(name, 'invalid whiteout');
+      this.ensureParents(parts, name);
+      const v = dir ? `${dir}/${victim}` : victim;
+      if (!this.entries.has(v)) this.entries.set(v, { mode: S_IFCHR, size: 0 });
+      return;
+    }
+    this.ensureParents(parts, name);
+    const perm = (h.mode ?? 0o644) & 0o7777;
+    switch (type) {
+      case 'directory': {
+        const was = this.entries.get(rel);
+        if (!was || !isDir(was)) this.clear(rel);
+        this.entries.set(rel, { mode: S_IFDIR | perm, size: 0 });
+        return;
+      }
+      case 'file':
+      case 'contiguous-file': {
+        this.clear(rel);
+        const size = h.size ?? 0;
+        const keep = size <= SMALL_FILE && size <= this.budget;
+        if (keep) this.budget -= size;
+        const hash = createHash('sha256');
+        const chunks: Buffer[] = [];
+        for await (const c of stream) {
+          hash.update(c as Buffer);
+          if (keep) chunks.push(c as Buffer);
+        }
+        this.entries.set(rel, {
+          mode: S_IFREG | perm,
+          size,
+          digest: hash.digest('hex'),
+          ...(keep ? { data: Buffer.concat(chunks) } : {}),
+        });
+        return;
+      }
+      case 'symlink': {
+        const link = h.linkname ?? '';
+        if (link === '') throw entryError(name, 'symlink without a target');
+        if (!link.startsWith('/')) {
+          const joined = path.posix.normalize(path.posix.join(dir, link));
+          if (joined === '..' || joined.startsWith('../'))
+            throw entryError(name, `symlink target ${JSON.stringify(link)} escapes the layer`);
+        }
+        this.clear(rel);
+        this.entries.set(rel, { mode: S_IFLNK | 0o777, size: link.length, link });
+        return;
+      }
+      case 'link': {
+        const targetRel = cleanEntryName(h.linkname ?? '');
+        if (targetRel === '') throw entryError(name, 'hardlink without a target');
+        if (targetRel === rel) throw entryError(name, 'hardlink to itself');
+        const target = this.entries.get(targetRel);
+        if (!target) {
+          const via = this.symlinkAncestor(targetRel);
+          if (via) throw entryError(name, `hardlink target ${JSON.stringify(h.linkname)} is behind symlink ${via}`);
+        }
+        if (!target || target.mode === S_IFCHR)
+          throw entryError(name, `hardlink target ${JSON.stringify(h.linkname)} is not in the layer`);
+        if (isDir(target)) throw entryError(name, 'hardlink to a directory');
+        this.clear(rel);
+        this.entries.set(rel, target);
+        return;
+      }
+      case 'character-device':
+        if ((h.devmajor ?? 0) === 0 && (h.devminor ?? 0) === 0) {
+          this.clear(rel);
+          this.entries.set(rel, { mode: S_IFCHR, size: 0 });
+          return;
+        }
+        throw entryError(name, 'device nodes are not allowed in layers');
+      case 'block-device':
+        throw entryError(name, 'device nodes are not allowed in layers');
+      case 'fifo':
+        this.clear(rel);
+        this.entries.set(rel, { mode: S_IFIFO | perm, size: 0 });
+        return;
+      default:
+        throw entryError(name, `unsupported entry type ${type}`);
+    }
+  }
+
+  private ensureParents(parts: string[], name: string): void {
+    let cur = '';
+    for (let i = 0; i < parts.length - 1; i++) {
+      cur = cur ? `${cur}/${parts[i]}` : parts[i];
+      const e = this.entries.get(cur);
+      if (e && isDir(e)) continue;
+      if (e && isLink(e)) throw entryError(name, `parent ${cur} is a symlink`);
+      if (e && e.mode !== S_IFCHR) throw entryError(name, `parent ${cur} is not a directory`);
+      this.entries.set(cur, { mode: S_IFDIR | 0o755, size: 0 });
+    }
+  }
+
+  private clear(rel: string): void {
+    const e = this.entries.get(rel);
+    if (!e) return;
+    if (isDir(e)) {
+      const prefix = `${rel}/`;
+      for (const k of this.entries.keys()) if (k.startsWith(prefix)) this.entries.delete(k);
+    }
+    this.entries.delete(rel);
+  }
+
+  private symlinkAncestor(rel: string): string | undefined {
+    const parts = rel.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const p = parts.slice(0, i).join('/');
+      const e = this.entries.get(p);
+      if (e && isLink(e)) return p;
+    }
+    return undefined;
+  }
 }
 
 /** A tar has "ustar" at offset 257; gzip/zstd are unwrapped first. */
-export async function receiveContext(body: Readable, dir: string): Promise<BuildContext> {
+export async function receiveContext(
+  body: Readable,
+  dir: string,
+  memoryLimit = MEMORY_SPOOL,
+): Promise<BuildContext> {
   await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
   const { stream: plain } = await decompressStream(body);
   const peeked = await peekStream(plain, 512);
@@ -30,14 +370,65 @@ export async function receiveContext(body: Readable, dir: string): Promise<Build
       if (size > 10 * 1024 * 1024) throw new Error('the Dockerfile is larger than 10 MB');
       chunks.push(c as Buffer);
     }
-    await fsp.writeFile(path.join(dir, 'Dockerfile'), Buffer.concat(chunks));
-    return { dir, dockerfileOnly: true };
+    const ctx = new BuildContext(dir, true);
+    const data = Buffer.concat(chunks);
+    ctx.entries.set('Dockerfile', {
+      mode: S_IFREG | 0o644,
+      size: data.length,
+      digest: createHash('sha256').update(data).digest('hex'),
+      data,
+    });
+    return ctx;
   }
-  if (peeked.head.length === 0) return { dir, dockerfileOnly: false };
+  if (peeked.head.length === 0) return new BuildContext(dir, false);
+  const spool = new Spool(path.join(dir, 'context.tar'), memoryLimit);
+  const ctx = new BuildContext(dir, false, spool);
   const padded = endBlocks();
   pipeline(peeked.stream, padded, () => undefined);
-  await extractLayer(padded, dir);
-  return { dir, dockerfileOnly: false };
+  await indexAndSpool(padded, ctx, spool);
+  return ctx;
+}
+
+/** One pass over the tar: every byte to the spool, every entry into the index. */
+async function indexAndSpool(input: Readable, ctx: BuildContext, spool: Spool): Promise<void> {
+  const tee = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      spool.write(chunk).then(
+        () => cb(null, chunk),
+        (err: unknown) => cb(err as Error),
+      );
+    },
+    flush(cb) {
+      spool.end().then(
+        () => cb(),
+        (err: unknown) => cb(err as Error),
+      );
+    },
+  });
+  const extract = tar.extract();
+  extract.on('error', () => undefined);
+  let last: Promise<void> = Promise.resolve();
+  extract.on('entry', (header, source, next) => {
+    const stream = source as unknown as Readable;
+    stream.on('error', () => undefined);
+    last = ctx.add(header, stream);
+    last.then(
+      () => next(),
+      (err: unknown) => {
+        stream.resume();
+        next(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+  try {
+    await pipelineAsync(input, tee, extract);
+    await last;
+  } catch (err) {
+    await last.catch(() => undefined);
+    await spool.close();
+    if (err instanceof BerthError || !(err instanceof Error) || (err as NodeJS.ErrnoException).code) throw err;
+    throw invalidArgument(`invalid layer tar: ${err.message}`);
+  }
 }
 
 /**

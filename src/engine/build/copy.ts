@@ -4,7 +4,7 @@
  * the copy into the step's mounted root with --chown/--chmod. Also the content checksum of the
  * sources that keys the build cache.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { invalidArgument, notFound } from '../../common/errors.js';
@@ -114,24 +114,26 @@ export async function resolveSources(root: string, patterns: string[], what: str
   return out;
 }
 
-/** A digest of the sources' names, types, modes, link targets and contents (not times): the cache key. */
-export async function checksumSources(sources: SourceFile[]): Promise<string> {
-  const h = createHash('sha256');
+/**
+ * Feeds the sources' names, types, modes, link targets and contents (not times) into the cache
+ * checksum `h`. A file's content goes in as its own sha256, as the context index (context.ts) has it.
+ */
+export async function checksumInto(h: Hash, sources: SourceFile[]): Promise<void> {
   const add = async (rel: string, host: string, st: Stats): Promise<void> => {
     h.update(`${rel}\0${st.mode.toString(8)}\0`);
     if (st.isSymbolicLink()) h.update(`l${await fsp.readlink(host)}\0`);
     else if (st.isFile()) {
       h.update(`f${st.size}\0`);
-      if (st.size <= 1024 * 1024) {
-        h.update(await fsp.readFile(host));
-        return;
-      }
-      await new Promise<void>((resolve, reject) => {
-        createReadStream(host, { highWaterMark: 1024 * 1024 })
-          .on('data', (b) => h.update(b))
-          .on('end', resolve)
-          .on('error', reject);
-      });
+      const content = createHash('sha256');
+      if (st.size <= 1024 * 1024) content.update(await fsp.readFile(host));
+      else
+        await new Promise<void>((resolve, reject) => {
+          createReadStream(host, { highWaterMark: 1024 * 1024 })
+            .on('data', (b) => content.update(b))
+            .on('end', resolve)
+            .on('error', reject);
+        });
+      h.update(content.digest());
     } else if (st.isDirectory()) {
       h.update('d\0');
       for (const n of (await fsp.readdir(host)).sort()) {
@@ -141,7 +143,6 @@ export async function checksumSources(sources: SourceFile[]): Promise<string> {
     }
   };
   for (const s of sources) await add(s.rel, s.host, s.st);
-  return h.digest('hex');
 }
 
 export interface CopyOwner {
