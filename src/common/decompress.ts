@@ -15,6 +15,9 @@ const ZSTD_MAGIC = 0xfd2fb528;
 /** Bigger than zlib's 16 KiB default: fewer, larger chunks for the tar reader and file writes. */
 const GUNZIP_CHUNK = 128 * 1024;
 
+/** Room in a peeked stream for a few network reads, so a slow consumer does not stall its source at once. */
+const PEEKED_BUFFER = 1024 * 1024;
+
 export function detectCompression(head: Buffer): Compression {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 4 && head.readUInt32LE(0) === ZSTD_MAGIC) return 'zstd';
@@ -102,7 +105,7 @@ export function peekStream(input: Readable, n: number): Promise<{ head: Buffer; 
       input.off('error', onError);
       input.pause();
       const head = Buffer.concat(chunks);
-      const out = new PassThrough();
+      const out = new PassThrough({ highWaterMark: PEEKED_BUFFER });
       // The caller attaches its consumer a microtask after we resolve; an error emitted in between
       // must not go unheard (the stream stays `errored`, so pipeline() still reports it).
       out.on('error', () => undefined);

@@ -22,10 +22,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
-import { promisify } from 'node:util';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { BerthError, errnoCode, invalidArgument } from './errors.js';
+import { FileWriter } from './filewriter.js';
 import { log } from './log.js';
 import { native, S_IFCHR, S_IFIFO } from './native.js';
 
@@ -315,12 +315,10 @@ class Extractor {
     const fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
     try {
       // Small files are written at once (a thread pool round trip costs more than the copy); large
-      // ones through the thread pool, so a busy disk never stalls the event loop for long.
-      const small = (h.size ?? 0) <= SMALL_FILE;
-      for await (const chunk of stream) {
-        if (small) writeAllSync(fd, chunk as Buffer);
-        else await writeAll(fd, chunk as Buffer);
-      }
+      // ones through the thread pool, so a busy disk never stalls the event loop for long, with
+      // the chunks that arrive during one write gathered into the next.
+      if ((h.size ?? 0) <= SMALL_FILE) for await (const chunk of stream) writeAllSync(fd, chunk as Buffer);
+      else await pipeline(stream, new FileWriter({ fd }));
       // Through the descriptor: no path lookup, so nothing to race with.
       const { uid, gid, mode, mtime } = attributes(h);
       fs.fchownSync(fd, uid, gid);
@@ -370,21 +368,10 @@ class Extractor {
   }
 }
 
-/** Writes all of `buf` at the current offset; the data itself goes through the thread pool. */
-async function writeAll(fd: number, buf: Buffer): Promise<void> {
-  let off = 0;
-  while (off < buf.length) off += await writeAsync(fd, buf, off, buf.length - off);
-}
-
 function writeAllSync(fd: number, buf: Buffer): void {
   let off = 0;
   while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
 }
-
-const writeAsync = promisify(
-  (fd: number, buf: Buffer, off: number, len: number, cb: (err: Error | null, n: number) => void) =>
-    fs.write(fd, buf, off, len, null, (err, n) => cb(err, n)),
-);
 
 function entryMtime(h: Header): Date {
   const pax = h.pax?.mtime;

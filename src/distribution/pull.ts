@@ -46,6 +46,8 @@ export type { RegistryConfig } from './hosts.js';
 
 export type Progress = Record<string, unknown>;
 
+const PROGRESS_BYTES = 512 * 1024;
+const PROGRESS_MS = 100;
 const PARALLEL_LAYERS = 3;
 
 /** Where a reference can be pulled from, in order: mirrors for docker.io, then the registry itself. */
@@ -175,8 +177,7 @@ export async function pull(
   if (diffIds.length !== manifest.layers.length)
     throw invalidArgument('manifest and image config disagree on the number of layers');
   const chains: Digest[] = [];
-  let parent: Digest | null = null;
-  for (const d of diffIds) chains.push((parent = chainIdOf(parent, d)));
+  for (const d of diffIds) chains.push(chainIdOf(chains.length ? chains[chains.length - 1] : null, d));
   const staged: (StagedLayer | undefined)[] = [];
   // A layer counts as present when both its snapshot and its blob are: the same files under another
   // blob (say, recompressed by another tool) still need that blob, or the image could not be pushed.
@@ -186,52 +187,94 @@ export async function pull(
   for (const { l, i } of manifest.layers.map((l, i) => ({ l, i })))
     if (present[i]) onProgress({ status: 'Already exists', progressDetail: {}, id: shortId(l.digest) });
     else onProgress({ status: 'Pulling fs layer', progressDetail: {}, id: shortId(l.digest) });
+  // Layer i is filed as soon as it and every layer below it are here, while later ones still
+  // download: the commits (a few fsyncs each) overlap the transfer instead of following it.
+  const downloaded = manifest.layers.map((_, i) => present[i]);
+  let filed = 0;
+  const filedHere: Digest[] = [];
+  const fileLayer = async (i: number) => {
+    const l = manifest.layers[i];
+    const id = shortId(l.digest);
+    const parent = i === 0 ? null : chains[i - 1];
+    if (!deps.snapshots.has(chains[i])) {
+      onProgress({
+        status: 'Extracting',
+        progressDetail: { current: l.size, total: l.size },
+        progress: progressBar(l.size, l.size),
+        id,
+      });
+      const s = staged[i];
+      if (s && s.diffId === diffIds[i]) await deps.snapshots.commitStaged(s, parent);
+      else
+        await deps.snapshots.apply(parent, deps.content.createReadStream(l.digest), {
+          expectedDiffId: diffIds[i],
+        });
+      filedHere.push(chains[i]);
+      onProgress({ status: 'Pull complete', progressDetail: {}, id });
+    } else if (!present[i]) onProgress({ status: 'Pull complete', progressDetail: {}, id });
+  };
+  let filing: Promise<void> = Promise.resolve();
+  const fileReady = () => {
+    filing = filing.then(async () => {
+      while (filed < chains.length && downloaded[filed]) await fileLayer(filed++);
+    });
+    filing.catch(() => undefined); // awaited below
+  };
+  let failed = false;
   let next = 0;
   const worker = async () => {
-    while (next < todo.length) {
+    while (next < todo.length && !failed) {
       const { l, i } = todo[next++];
       const id = shortId(l.digest);
       onProgress({ status: 'Waiting', progressDetail: {}, id });
-      staged[i] = await fetchLayer(deps, client, l.digest, l.size, !deps.snapshots.has(chains[i]), (n) =>
-        onProgress({
-          status: 'Downloading',
-          progressDetail: { current: n, total: l.size },
-          progress: progressBar(n, l.size),
-          id,
-        }),
-      );
+      try {
+        staged[i] = await fetchLayer(deps, client, l.digest, l.size, !deps.snapshots.has(chains[i]), (n) =>
+          onProgress({
+            status: 'Downloading',
+            progressDetail: { current: n, total: l.size },
+            progress: progressBar(n, l.size),
+            id,
+          }),
+        );
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
       onProgress({ status: 'Verifying Checksum', progressDetail: {}, id });
       onProgress({ status: 'Download complete', progressDetail: {}, id });
+      downloaded[i] = true;
+      fileReady();
     }
   };
   try {
-    await Promise.all(Array.from({ length: Math.min(PARALLEL_LAYERS, todo.length) }, worker));
-    parent = null;
-    for (let i = 0; i < chains.length; i++) {
-      const l = manifest.layers[i];
-      if (!deps.snapshots.has(chains[i])) {
-        const id = shortId(l.digest);
-        onProgress({
-          status: 'Extracting',
-          progressDetail: { current: l.size, total: l.size },
-          progress: progressBar(l.size, l.size),
-          id,
-        });
-        const s = staged[i];
-        if (s && s.diffId === diffIds[i]) await deps.snapshots.commitStaged(s, parent);
-        else
-          await deps.snapshots.apply(parent, deps.content.createReadStream(l.digest), {
-            expectedDiffId: diffIds[i],
-          });
-        onProgress({ status: 'Pull complete', progressDetail: {}, id: shortId(l.digest) });
-      } else if (!present[i])
-        onProgress({ status: 'Pull complete', progressDetail: {}, id: shortId(l.digest) });
-      parent = chains[i];
+    // Every download settles (and no commit is running) before staged layers are discarded.
+    const results = await Promise.allSettled(
+      Array.from({ length: Math.min(PARALLEL_LAYERS, todo.length) }, worker),
+    );
+    fileReady();
+    const failure = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    // The manifest is stored while the last layers are filed.
+    const storing = failure ? undefined : deps.content.ingest(r.manifestBody, { digest: r.manifestDigest });
+    storing?.catch(() => undefined); // awaited below
+    const settled = await filing.then(
+      () => undefined,
+      (err: unknown) => ({ err }),
+    );
+    if (failure || settled) {
+      // A failed pull leaves no layer behind that only it would have used, as it leaves no image.
+      for (const c of filedHere.reverse())
+        if (!deps.images.usesChain(c))
+          await deps.snapshots
+            .remove(c)
+            .catch((err: unknown) =>
+              log.warn('pull: could not remove a layer of a failed pull', { layer: c, error: String(err) }),
+            );
+      throw failure ? failure.reason : settled!.err;
     }
+    await storing;
   } finally {
     for (const s of staged) if (s) await deps.snapshots.discardStaged(s);
   }
-  await deps.content.ingest(r.manifestBody, { digest: r.manifestDigest });
   const id = await deps.images.add({
     config: configBuf,
     layers: manifest.layers.map((l, i) => ({ ...l, diffId: diffIds[i] })),
@@ -261,10 +304,13 @@ async function fetchLayer(
   const stream = client.resumableBlob(digest, size);
   let n = 0;
   let last = 0;
+  let lastAt = 0;
   stream.on('data', (c: Buffer) => {
     n += c.length;
-    if (n - last > 512 * 1024 || n === size) {
+    // As Docker: every 512 KiB at most ten times a second, and the last byte always.
+    if (n === size || (n - last > PROGRESS_BYTES && Date.now() - lastAt >= PROGRESS_MS)) {
       last = n;
+      lastAt = Date.now();
       onBytes(n);
     }
   });

@@ -284,7 +284,8 @@ export class RegistryClient {
    * the rest is fetched with `Range` (up to `retries` times). Bytes are checked by the consumer.
    */
   resumableBlob(digest: Digest, size: number, retries = 3): Readable {
-    const out = new PassThrough();
+    // Room for a few socket reads while the consumer writes to disk.
+    const out = new PassThrough({ highWaterMark: 1024 * 1024 });
     let received = 0;
     const attempt = async (): Promise<void> => {
       const { stream } = await this.getBlob(digest, received);

@@ -9,6 +9,7 @@ import { type Digest, isDigest, sha256Digest } from '../common/digest.js';
 import { checkPushedManifest, ManifestError } from './manifest.js';
 import { json, ociError, paginate, readBody } from './http.js';
 import { authorize, authorizeBase, canList, type HubContext, principalOrAnonymous } from './gate.js';
+import { sendFileRange } from './send.js';
 import type { Descriptor } from './storage.js';
 
 const COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
@@ -157,37 +158,43 @@ async function blobs(ctx: HubContext, name: string, rest: string): Promise<void>
     return;
   }
   if (method !== 'GET' && method !== 'HEAD') return ociError(res, 405, 'UNSUPPORTED', 'method not allowed');
-  if (!(await storage.hasBlobIn(name, rest)) && ctx.opts.proxy)
+  let blob = await storage.openBlobIn(name, rest);
+  if (!blob && ctx.opts.proxy) {
     await ctx.opts.proxy.fetchBlob(storage, name, rest);
-  const size = (await storage.hasBlobIn(name, rest)) ? await storage.blobSize(rest) : undefined;
-  if (size === undefined)
-    return ociError(res, 404, 'BLOB_UNKNOWN', 'blob unknown to registry', { digest: rest });
+    blob = await storage.openBlobIn(name, rest);
+  }
+  if (!blob) return ociError(res, 404, 'BLOB_UNKNOWN', 'blob unknown to registry', { digest: rest });
+  const { file, size } = blob;
   const headers: Record<string, string | number> = {
     'Docker-Content-Digest': rest,
     'Accept-Ranges': 'bytes',
     'Content-Type': 'application/octet-stream',
   };
+  let start = 0;
+  let length = size;
   const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
   if (range) {
-    const start = Number(range[1]);
+    start = Number(range[1]);
     const end = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
     if (start >= size || start > end) {
+      await file.close();
       res.writeHead(416, { 'Content-Range': `bytes */${size}` });
       res.end();
       return;
     }
+    length = end - start + 1;
     res.writeHead(206, {
       ...headers,
-      'Content-Length': end - start + 1,
+      'Content-Length': length,
       'Content-Range': `bytes ${start}-${end}/${size}`,
     });
-    if (method === 'HEAD') return void res.end();
-    storage.readBlob(rest, { start, end }).pipe(res);
+  } else res.writeHead(200, { ...headers, 'Content-Length': size });
+  if (method === 'HEAD') {
+    await file.close();
+    res.end();
     return;
   }
-  res.writeHead(200, { ...headers, 'Content-Length': size });
-  if (method === 'HEAD') return void res.end();
-  storage.readBlob(rest).pipe(res);
+  await sendFileRange(res, file, start, length);
 }
 
 async function canRead(ctx: HubContext, repo: string): Promise<boolean> {

@@ -9,6 +9,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -42,6 +43,8 @@ export interface HubStorage {
   linkBlob(repo: string, digest: Digest): Promise<void>;
   /** Whether `repo` may serve the blob (linked and present). */
   hasBlobIn(repo: string, digest: Digest): Promise<boolean>;
+  /** The blob opened for reading, with its size, when `repo` may serve it; the caller closes it. */
+  openBlobIn(repo: string, digest: Digest): Promise<{ file: FileHandle; size: number } | undefined>;
   unlinkBlob(repo: string, digest: Digest): Promise<boolean>;
   addReferrer(repo: string, subject: Digest, descriptor: Descriptor): Promise<void>;
   referrers(repo: string, subject: Digest): Promise<Descriptor[]>;
@@ -288,7 +291,25 @@ export class FsHubStorage implements HubStorage {
   }
 
   async hasBlobIn(repo: string, digest: Digest): Promise<boolean> {
-    return existsSync(this.blobLink(repo, digest)) && (await this.blobSize(digest)) !== undefined;
+    return (await isLinked(this.blobLink(repo, digest))) && (await this.blobSize(digest)) !== undefined;
+  }
+
+  async openBlobIn(repo: string, digest: Digest): Promise<{ file: FileHandle; size: number } | undefined> {
+    if (!(await isLinked(this.blobLink(repo, digest)))) return undefined;
+    let file: FileHandle;
+    try {
+      file = await fsp.open(this.blobPath(digest), 'r');
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+    try {
+      // The size of what was opened: a blob deleted meanwhile is still whole through this handle.
+      return { file, size: (await file.stat()).size };
+    } catch (err) {
+      await file.close();
+      throw err;
+    }
   }
 
   async unlinkBlob(repo: string, digest: Digest): Promise<boolean> {
@@ -336,5 +357,14 @@ export class FsHubStorage implements HubStorage {
   async setRepoMeta(repo: string, meta: RepoMeta): Promise<void> {
     await fsp.mkdir(this.repoDir(repo), { recursive: true });
     await writeJsonAtomic(path.join(this.repoDir(repo), '_meta.json'), meta);
+  }
+}
+
+async function isLinked(link: string): Promise<boolean> {
+  try {
+    await fsp.access(link);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -163,6 +163,92 @@ test('a registry that keeps cutting a blob short, or answers 5xx, fails clearly 
   }
 });
 
+/** A two-layer image (plain tar layers) put on the hub over HTTP; returns its repo and layer digests. */
+async function twoLayerImage(): Promise<{ repo: string; layers: string[] }> {
+  const { createHash } = await import('node:crypto');
+  const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+  const repo = `t/two${++uniq}`;
+  const put = async (p: string, body: Buffer, method = 'POST', type = 'application/octet-stream') => {
+    const [host, port] = hub.split(':');
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request(
+        { host, port: Number(port), method, path: p, headers: { 'Content-Type': type } },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    assert.equal(status, 201, `${method} ${p}`);
+  };
+  const layers = [
+    await makeTar([{ name: 'one.bin', data: randomBytes(1024 * 1024) }]),
+    await makeTar([{ name: 'two.bin', data: randomBytes(1024 * 1024) }]),
+  ];
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Cmd: ['/one.bin'] },
+      rootfs: { type: 'layers', diff_ids: layers.map(sha) },
+    }),
+  );
+  for (const b of [...layers, config]) await put(`/v2/${repo}/blobs/uploads/?digest=${sha(b)}`, b);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: sha(config),
+        size: config.length,
+      },
+      layers: layers.map((l) => ({
+        mediaType: 'application/vnd.oci.image.layer.v1.tar',
+        digest: sha(l),
+        size: l.length,
+      })),
+    }),
+  );
+  await put(`/v2/${repo}/manifests/latest`, manifest, 'PUT', 'application/vnd.oci.image.manifest.v1+json');
+  return { repo, layers: layers.map(sha) };
+}
+
+test('a pull that fails on a later layer removes the layers it had already unpacked', async () => {
+  const { repo, layers } = await twoLayerImage();
+  const snapshots = () => readdirSync(path.join(d.dataRoot, 'snapshots', 'layers')).sort();
+  const before = snapshots();
+  // The first layer comes whole; the second is cut short every time, so the pull fails after it
+  // has unpacked and filed the first.
+  let firstServed = false;
+  const p = await proxy((req, res, ur) => {
+    if (req.url?.endsWith(layers[0])) ur.on('end', () => (firstServed = true));
+    if (!isLayerGet(req) || !req.url?.endsWith(layers[1])) return;
+    const len = Number(ur.headers['content-length'] ?? 0);
+    res.writeHead(req.headers.range ? 206 : 200, { 'Content-Length': String(len) });
+    res.write(Buffer.alloc(1024));
+    setTimeout(() => res.socket?.destroy(), 20);
+    return true;
+  });
+  try {
+    const r = await berth(d, ['pull', `${p.host}/${repo}:latest`]);
+    assert.equal(r.code, 1, r.stdout);
+    assert.ok(firstServed, p.log.join('\n'));
+    assert.deepEqual(snapshots(), before);
+    await assertNothingKept(p.host);
+    // The same image pulls whole from a registry that behaves.
+    const ok = await berth(d, ['pull', `${hub}/${repo}:latest`]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(snapshots().length, before.length + 2);
+    assert.equal((await berth(d, ['rmi', `${hub}/${repo}:latest`])).code, 0);
+    assert.deepEqual(snapshots(), before);
+  } finally {
+    await p.close();
+  }
+});
+
 test('wrong sizes and bad manifests are refused before anything is stored', async () => {
   const rewrite = (fn: (m: Record<string, unknown>) => unknown) =>
     proxy((req, res, ur) => {

@@ -234,3 +234,55 @@ test('a manifest is committed atomically: no temp files are left and a reader se
     [],
   );
 });
+
+test('blob GET: whole and by Range across read-buffer boundaries, HEAD, 416, clients at once, a client gone mid-blob', async () => {
+  const { randomBytes } = await import('node:crypto');
+  const http = await import('node:http');
+  // A few megabytes: several of the hub's read buffers, and an odd size so the last read is short.
+  const data = randomBytes(3 * 1024 * 1024 + 12345);
+  const digest = await pushBlob(hub, 'serve/big', data);
+  const url = `/v2/serve/big/blobs/${digest}`;
+  const whole = await Promise.all(Array.from({ length: 6 }, () => hub.req('GET', url)));
+  for (const r of whole) {
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-length'], String(data.length));
+    assert.equal(r.headers['docker-content-digest'], digest);
+    assert.ok(r.body.equals(data));
+  }
+  const head = await hub.req('HEAD', url);
+  assert.equal(head.status, 200);
+  assert.equal(head.headers['content-length'], String(data.length));
+  assert.equal(head.body.length, 0);
+  for (const [from, to] of [
+    [0, 0],
+    [524287, 524288],
+    [1_000_000, 2_500_000],
+    [data.length - 10, data.length - 1],
+  ]) {
+    const r = await hub.req('GET', url, undefined, { Range: `bytes=${from}-${to}` });
+    assert.equal(r.status, 206);
+    assert.equal(r.headers['content-range'], `bytes ${from}-${to}/${data.length}`);
+    assert.ok(r.body.equals(data.subarray(from, to + 1)), `${from}-${to}`);
+  }
+  const open = await hub.req('GET', url, undefined, { Range: `bytes=${data.length - 5}-` });
+  assert.ok(open.body.equals(data.subarray(data.length - 5)));
+  const beyond = await hub.req('GET', url, undefined, { Range: `bytes=${data.length}-` });
+  assert.equal(beyond.status, 416);
+  assert.equal(beyond.headers['content-range'], `bytes */${data.length}`);
+  // Not linked into another repository: not served through it.
+  assert.equal((await hub.req('GET', `/v2/serve/other/blobs/${digest}`)).status, 404);
+
+  // A client that goes away after the first bytes: the hub stays up and serves the next one whole.
+  const [host, port] = hub.addr.split(':');
+  await new Promise<void>((resolve, reject) => {
+    const req = http.get({ host, port: Number(port), path: url }, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
+  });
+  const again = await hub.req('GET', url);
+  assert.ok(again.body.equals(data));
+});

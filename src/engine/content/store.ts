@@ -1,12 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { syncDir } from '../../common/atomic.js';
+import { FileWriter } from '../../common/filewriter.js';
 import { type Digest, digestHex, isDigest } from '../../common/digest.js';
 import { errnoCode, invalidArgument, notFound } from '../../common/errors.js';
 import type { BlobInfo, ContentStore, Expected } from './content.js';
+
+/** Blob bytes gathered into one write. */
+const INGEST_BATCH = 1024 * 1024;
 
 export class FileContentStore implements ContentStore {
   private readonly blobsDir: string;
@@ -70,20 +74,19 @@ export class FileContentStore implements ContentStore {
     const tmp = path.join(this.ingestDir, randomBytes(12).toString('hex'));
     const hash = createHash('sha256');
     let size = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        size += chunk.length;
-        if (expected.size !== undefined && size > expected.size) {
-          cb(invalidArgument(`size mismatch: expected ${expected.size} bytes, got more`));
-          return;
-        }
-        cb(null, chunk);
-      },
-    });
+    const inspect = (chunk: Buffer) => {
+      size += chunk.length;
+      if (expected.size !== undefined && size > expected.size)
+        throw invalidArgument(`size mismatch: expected ${expected.size} bytes, got more`);
+      hash.update(chunk);
+    };
     try {
-      const out = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
-      await pipeline(source, counter, out);
+      // Synced when the source ends, so the commit only has to rename it.
+      const out = new FileWriter(
+        { path: tmp, flags: 'wx', mode: 0o644 },
+        { inspect, sync: true, batch: INGEST_BATCH, highWaterMark: INGEST_BATCH },
+      );
+      await pipeline(source, out);
       return await this.commit(tmp, `sha256:${hash.digest('hex')}`, size, expected);
     } finally {
       await fsp.rm(tmp, { force: true });
@@ -111,14 +114,9 @@ export class FileContentStore implements ContentStore {
     return { digest, size: data.length };
   }
 
+  /** `tmp` is complete and on disk (IngestWriter synced it): check it, then file it under its digest. */
   private async commit(tmp: string, digest: Digest, size: number, expected: Expected): Promise<BlobInfo> {
     checkExpected(digest, size, expected);
-    const fh = await fsp.open(tmp, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
     // rename over an identical blob committed concurrently is harmless: same bytes.
     await fsp.rename(tmp, this.path(digest));
     await syncDir(this.blobsDir);

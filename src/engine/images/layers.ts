@@ -8,6 +8,8 @@ import type { Digest } from '../../common/digest.js';
 import type { ContentStore } from '../content/content.js';
 import type { Snapshotter, StagedLayer } from '../snapshots/snapshots.js';
 
+const BRANCH_BUFFER = 1024 * 1024;
+
 /** A tar (ustar magic at 257) or a compressed stream: worth unpacking as it arrives. */
 function looksLikeLayer(head: Buffer): boolean {
   return (
@@ -27,8 +29,9 @@ export async function ingestEntry(
 ): Promise<{ digest: Digest; staged?: StagedLayer }> {
   const { head, stream: source } = await peekStream(entry, 512);
   if (!looksLikeLayer(head)) return { digest: (await deps.content.ingest(source, expected)).digest };
-  const toContent = new PassThrough();
-  const toSnapshot = new PassThrough();
+  // Room for a few network reads in each branch, so neither waits on the other's every disk write.
+  const toContent = new PassThrough({ highWaterMark: BRANCH_BUFFER });
+  const toSnapshot = new PassThrough({ highWaterMark: BRANCH_BUFFER });
   // Each branch reports its errors through its consumer, which may already have settled.
   for (const branch of [toContent, toSnapshot]) branch.on('error', () => undefined);
   source.pipe(toContent);
@@ -37,13 +40,16 @@ export async function ingestEntry(
     toContent.destroy(e);
     toSnapshot.destroy(e);
   });
-  const staging = deps.snapshots.stage(toSnapshot).catch(() => {
+  const ingesting = deps.content.ingest(toContent, expected);
+  const inputDigest = ingesting.then((r) => r.digest);
+  inputDigest.catch(() => undefined); // reported through `ingesting`
+  const staging = deps.snapshots.stage(toSnapshot, { inputDigest }).catch(() => {
     // Not a usable layer after all (or a bad one): keep the content side flowing; a real
     // layer is unpacked again from content later and reports its error then.
     toSnapshot.resume();
     return undefined;
   });
-  const [ingested, staged] = await Promise.allSettled([deps.content.ingest(toContent, expected), staging]);
+  const [ingested, staged] = await Promise.allSettled([ingesting, staging]);
   if (ingested.status === 'rejected') {
     if (staged.status === 'fulfilled' && staged.value) await deps.snapshots.discardStaged(staged.value);
     throw ingested.reason;

@@ -119,6 +119,15 @@ export class ImageStore {
     return id;
   }
 
+  /** Whether an image's layer stack includes the snapshot `chainId`. */
+  usesChain(chainId: Digest): boolean {
+    for (const e of this.images.values()) {
+      let c: Digest | null = null;
+      for (const l of e.record.layers) if ((c = chainIdOf(c, l.diffId)) === chainId) return true;
+    }
+    return false;
+  }
+
   /** Resolves a name, tag, digest reference, full id or unique id prefix. NotFound: `No such image: X`. */
   resolve(nameOrId: string): Image {
     const id = this.resolveId(nameOrId);

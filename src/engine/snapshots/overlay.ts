@@ -28,6 +28,7 @@ import {
   type LayerInfo,
   type MountSpec,
   type Snapshotter,
+  type StageOptions,
   type StagedLayer,
 } from './snapshots.js';
 
@@ -166,15 +167,18 @@ export class OverlaySnapshotter implements Snapshotter {
    */
   private async uncompressed(
     layer: Readable,
-    opts: ApplyOptions,
-  ): Promise<{ stream: Readable; diffId: () => Digest }> {
+    opts: ApplyOptions & StageOptions,
+  ): Promise<{ stream: Readable; diffId: () => Promise<Digest> }> {
     let input = layer;
     if (opts.onProgress) {
       const counter = progressCounter(opts.onProgress);
       pipeline(layer, counter, () => undefined);
       input = counter;
     }
-    const { stream } = await decompressStream(input);
+    const { stream, compression } = await decompressStream(input);
+    const known = opts.inputDigest;
+    // Plain tar bytes are the input bytes: their digest is the one the caller computes already.
+    if (compression === 'none' && known) return { stream, diffId: () => known };
     const hash = createHash('sha256');
     const hashing = new Transform({
       transform(chunk: Buffer, _enc, cb) {
@@ -184,7 +188,7 @@ export class OverlaySnapshotter implements Snapshotter {
     });
     // Errors reach the consumer through `hashing`.
     pipeline(stream, hashing, () => undefined);
-    return { stream: hashing, diffId: () => `sha256:${hash.digest('hex')}` };
+    return { stream: hashing, diffId: async () => `sha256:${hash.digest('hex')}` };
   }
 
   private async hashOnly(layer: Readable, opts: ApplyOptions): Promise<Digest> {
@@ -196,14 +200,14 @@ export class OverlaySnapshotter implements Snapshotter {
     return diffId();
   }
 
-  async stage(layer: Readable, opts: ApplyOptions = {}): Promise<StagedLayer> {
+  async stage(layer: Readable, opts: ApplyOptions & StageOptions = {}): Promise<StagedLayer> {
     const id = randomBytes(12).toString('hex');
     const work = path.join(this.tmpDir, id);
     try {
       await fsp.mkdir(path.join(work, 'fs'), { recursive: true, mode: 0o755 });
       const { stream, diffId } = await this.uncompressed(layer, opts);
       const { size } = await extractLayer(stream, path.join(work, 'fs'));
-      return { id, diffId: diffId(), size };
+      return { id, diffId: await diffId(), size };
     } catch (err) {
       layer.destroy();
       await fsp.rm(work, { recursive: true, force: true });

@@ -28,6 +28,10 @@ export interface ApplyOptions {
   onProgress?: (bytes: number) => void;
 }
 
+export interface StageOptions {
+  inputDigest?: Promise<Digest>;
+}
+
 /** A layer unpacked before its parent is known (its content does not depend on the parent). */
 export interface StagedLayer {
   id: string;
@@ -53,8 +57,13 @@ export interface Snapshotter {
    * If the resulting chain already exists, the input is still verified but not unpacked again.
    */
   apply(parent: Digest | null, layer: Readable, opts?: ApplyOptions): Promise<LayerInfo>;
-  /** Unpacks a layer whose place in a chain is not known yet (e.g. while an archive streams in). */
-  stage(layer: Readable): Promise<StagedLayer>;
+  /**
+   * Unpacks a layer whose place in a chain is not known yet (e.g. while an archive streams in).
+   * `inputDigest`, when given, settles to the sha256 of `layer`'s bytes as the caller computes them
+   * anyway (the content store does): an uncompressed layer then takes it as its diff id instead of
+   * hashing the same bytes a second time; a rejection fails the staging.
+   */
+  stage(layer: Readable, opts?: StageOptions): Promise<StagedLayer>;
   /** Files a staged layer on top of `parent`; if that chain exists already the staged copy is dropped. */
   commitStaged(staged: StagedLayer, parent: Digest | null): Promise<LayerInfo>;
   discardStaged(staged: StagedLayer): Promise<void>;
