@@ -4,7 +4,14 @@
  */
 import * as http from 'node:http';
 import type { Readable } from 'node:stream';
-import { type Endpoint, makeAgent, parseEndpoint, type RawResponse, requestModule } from './transport.js';
+import {
+  type Endpoint,
+  makeAgent,
+  parseEndpoint,
+  type RawResponse,
+  requestModule,
+  requestTarget,
+} from './transport.js';
 import type {
   HistoryItem,
   ImageInspect,
@@ -94,7 +101,7 @@ export class Client {
       path: prefix + opts.path + qs,
       headers,
       agent: this.agent,
-      ...(ep.socketPath ? { socketPath: ep.socketPath } : { host: ep.hostname, port: ep.port }),
+      ...requestTarget(ep),
     };
     return new Promise<RawResponse>((resolve, reject) => {
       const req = requestModule(ep).request(reqOpts, (res) =>
@@ -350,7 +357,7 @@ export class Client {
           'Content-Type': body === undefined ? 'text/plain' : 'application/json',
           'Content-Length': String(payload.length),
         },
-        ...(ep.socketPath ? { socketPath: ep.socketPath } : { host: ep.hostname, port: ep.port }),
+        ...requestTarget(ep),
       });
       req.on('upgrade', (_res, socket, head) => {
         if (head.length) socket.unshift(head);

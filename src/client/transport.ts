@@ -49,6 +49,19 @@ export interface RawResponse {
   stream: http.IncomingMessage;
 }
 
+/**
+ * Where a request goes. `servername` is always given, so that Node's agent does not work it out
+ * itself: it tests the host with net.isIP, whose IPv6 pattern costs Node 20 10-50 ms of CPU for a
+ * name like "localhost", on every request (most of a short CLI command). TLS gets the host name
+ * for SNI unless it is an address, as Node would do.
+ */
+export function requestTarget(ep: Endpoint): http.RequestOptions & { servername: string } {
+  if (ep.socketPath) return { socketPath: ep.socketPath, servername: '' };
+  const name = ep.hostname ?? '';
+  const isAddress = /^[\d.]+$/.test(name) || name.includes(':');
+  return { host: ep.hostname, port: ep.port, servername: ep.tls && !isAddress ? name : '' };
+}
+
 // node:https (with node:tls) adds ~10 ms to every CLI start: loaded only for a TLS daemon.
 const load = createRequire(import.meta.url);
 function httpsModule(): typeof https {

@@ -183,7 +183,8 @@ async function attachAndStream(
   return {
     done: done.finally(() => {
       restoreTty();
-      process.stdin.pause();
+      // process.stdin is made on first use: only a command that reads it touches it
+      if (opts.stdin) process.stdin.pause();
     }),
     afterStart,
   };
@@ -201,12 +202,11 @@ async function runCommand(ctx: CliContext, image: string, cmd: string[], f: RunF
     process.stdout.write(id + '\n');
     return 0;
   }
-  const stream = await attachAndStream(client, id, {
-    tty: !!f.tty,
-    stdin: !!f.interactive,
-    detachKeys: f.detachKeys,
-  });
-  const wait = await client.waitContainer(id, f.rm ? 'removed' : 'next-exit');
+  // Attached and waited for (both before the start, so no output or exit is missed), at once.
+  const [stream, wait] = await Promise.all([
+    attachAndStream(client, id, { tty: !!f.tty, stdin: !!f.interactive, detachKeys: f.detachKeys }),
+    client.waitContainer(id, f.rm ? 'removed' : 'next-exit'),
+  ]);
   try {
     await client.startContainer(id);
   } catch (err) {

@@ -17,7 +17,7 @@ import { Socket } from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { SeqpacketSocket } from 'node-unix-socket';
-import { replaceFile, writeFileAtomic } from '../../common/atomic.js';
+import { replaceFile } from '../../common/atomic.js';
 import { errnoCode, internal } from '../../common/errors.js';
 import type { AttachConnection, CreateOptions, OutputStream } from './runtime.js';
 import { type DirectExec, runcExec } from './runc-exec.js';
