@@ -64,12 +64,17 @@ export function runcExec(
   return new Promise<DirectExec>((resolve, reject) => {
     let settled = false;
     let watcher: FSWatcher | undefined;
+    let poll: NodeJS.Timeout | undefined;
+    const stopWatching = () => {
+      watcher?.close();
+      if (poll) clearInterval(poll);
+    };
     const settle = (ok: boolean) => {
       if (settled) return;
       const pid = readPid(pidFile);
       if (ok && pid === undefined) return;
       settled = true;
-      watcher?.close();
+      stopWatching();
       if (pid !== undefined) {
         resolve({ pid, exitCode, attach });
         return;
@@ -83,15 +88,17 @@ export function runcExec(
       watcher = watch(execDir, (_ev, name) => {
         if (name === 'pidfile') settle(true);
       });
+      watcher.on('error', () => undefined); // the exit or the output still settle it
     } catch {
-      // without inotify the first output or runc's exit still settles it
+      // no inotify: look for the pid file now and then
+      poll = setInterval(() => settle(true), 20);
     }
     attach.onHeld(() => settle(true));
     child.once('exit', () => settle(false));
     child.once('error', (err) => {
       if (settled) return;
       settled = true;
-      watcher?.close();
+      stopWatching();
       reject(new RuntimeError(`runc exec: ${err.message}`));
     });
     settle(true);
