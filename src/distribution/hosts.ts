@@ -1,7 +1,8 @@
 /**
- * Which registry a name goes to and how: mirrors for docker.io, plain HTTP for insecure registries
- * (`insecure-registries` entries are host[:port] or IPv4 CIDRs; loopback is always insecure, as in
- * Docker), and the address `login` uses for Docker Hub.
+ * Which registry a name goes to and how: mirrors for docker.io; for insecure registries
+ * (`insecure-registries` entries are host[:port] or IPv4 CIDRs) https without certificate checks,
+ * falling back to plain http, as Docker; loopback is always insecure and plain http; and the
+ * address `login` uses for Docker Hub.
  */
 import { invalidArgument } from '../common/errors.js';
 
@@ -49,10 +50,23 @@ function parseCidr(s: string): { net: number; mask: number } | undefined {
   return { net: (n & mask) >>> 0, mask };
 }
 
-/** host[:port] of a registry → whether it is spoken to over plain HTTP. */
+function hostnameOf(host: string): string {
+  return host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+}
+
+/** A loopback registry (localhost, 127.0.0.0/8, ::1): always insecure, and spoken to over plain http. */
+export function isLoopback(host: string): boolean {
+  const hostname = hostnameOf(host);
+  return hostname === 'localhost' || hostname === '::1' || /^127\./.test(hostname);
+}
+
+/**
+ * host[:port] of a registry → whether it is insecure: loopback (plain http), or listed in
+ * `insecure-registries` (https without certificate checks first, then plain http, as Docker).
+ */
 export function isInsecure(host: string, insecure: string[]): boolean {
-  const hostname = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-  if (hostname === 'localhost' || hostname === '::1' || /^127\./.test(hostname)) return true;
+  const hostname = hostnameOf(host);
+  if (isLoopback(host)) return true;
   const ip = ipv4(hostname);
   for (const entry of insecure) {
     if (entry === host || entry === hostname) return true;

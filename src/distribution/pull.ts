@@ -31,9 +31,9 @@ import {
 import type { ImageStore } from '../engine/images/store.js';
 import { chainIdOf, type Snapshotter, type StagedLayer } from '../engine/snapshots/snapshots.js';
 import { progressBar } from './progress.js';
-import { RegistryClient } from './registry.js';
+import { type Endpoint, RegistryClient } from './registry.js';
 import type { Credentials } from './auth.js';
-import { isInsecure, type RegistryConfig } from './hosts.js';
+import { isInsecure, isLoopback, type RegistryConfig } from './hosts.js';
 
 export interface PullDeps {
   content: ContentStore;
@@ -51,15 +51,17 @@ const PROGRESS_MS = 100;
 const PARALLEL_LAYERS = 3;
 
 /** Where a reference can be pulled from, in order: mirrors for docker.io, then the registry itself. */
-export function endpointsFor(ref: ImageReference, cfg: RegistryConfig): { base: string; repo: string }[] {
-  const out: { base: string; repo: string }[] = [];
+export function endpointsFor(ref: ImageReference, cfg: RegistryConfig): Endpoint[] {
+  const out: Endpoint[] = [];
   if (ref.domain === 'docker.io') {
     for (const m of cfg.mirrors) out.push({ base: m.replace(/\/+$/, ''), repo: ref.path });
     out.push({ base: 'https://registry-1.docker.io', repo: ref.path });
     return out;
   }
-  const scheme = isInsecure(ref.domain, cfg.insecure) ? 'http' : 'https';
-  out.push({ base: `${scheme}://${ref.domain}`, repo: ref.path });
+  if (isLoopback(ref.domain)) out.push({ base: `http://${ref.domain}`, repo: ref.path });
+  else if (isInsecure(ref.domain, cfg.insecure))
+    out.push({ base: `https://${ref.domain}`, repo: ref.path, httpFallback: true });
+  else out.push({ base: `https://${ref.domain}`, repo: ref.path });
   return out;
 }
 

@@ -8,6 +8,7 @@ import * as https from 'node:https';
 import { PassThrough, type Readable } from 'node:stream';
 import { type Digest, isDigest, sha256Digest } from '../common/digest.js';
 import { BerthError, invalidArgument, notFound, unavailable } from '../common/errors.js';
+import { log } from '../common/log.js';
 import { type Credentials, hasCredentials } from './auth.js';
 
 export const MANIFEST_ACCEPT = [
@@ -22,6 +23,12 @@ export interface Endpoint {
   base: string;
   /** Repository path on that registry, e.g. library/busybox */
   repo: string;
+  /**
+   * An insecure registry (Docker's `insecure-registries`): `base` is https, its certificate is not
+   * verified, and when the first exchange fails below HTTP (refused, not TLS, ...) the client goes
+   * on over plain http, as Docker does.
+   */
+  httpFallback?: boolean;
 }
 
 export interface ClientOptions {
@@ -50,30 +57,64 @@ export class RegistryClient {
   private authorization: string | undefined;
   private pinged = false;
   private readonly opts: ClientOptions;
+  /** The registry's base URL; becomes http:// when an insecure registry does not speak TLS. */
+  private base: string;
+  /** Whether the registry has answered over `base` (no fallback after that). */
+  private schemeKnown: boolean;
 
   constructor(
     readonly ep: Endpoint,
     opts: ClientOptions = {},
   ) {
     this.opts = opts;
+    this.base = ep.base;
+    this.schemeKnown = !ep.httpFallback;
   }
 
-  private request(
+  private async request(
     method: string,
     pathOrUrl: string,
     headers: Record<string, string> = {},
     body?: Buffer | Readable,
     withAuth = true,
   ): Promise<Response> {
-    const url = new URL(pathOrUrl, this.ep.base);
+    const url = new URL(pathOrUrl, this.base);
+    const toRegistry = url.host === new URL(this.base).host;
+    try {
+      const res = await this.send(url, method, headers, body, withAuth);
+      if (toRegistry) this.schemeKnown = true;
+      return res;
+    } catch (err) {
+      // Only a request that can be sent again (no streamed body) falls back, and only the first.
+      if (this.schemeKnown || !toRegistry || url.protocol !== 'https:' || (body && !Buffer.isBuffer(body)))
+        throw err;
+      this.schemeKnown = true;
+      this.base = this.base.replace(/^https:/, 'http:');
+      log.debug('insecure registry: https failed, using http', { host: url.host, error: String(err) });
+      url.protocol = 'http:';
+      return this.send(url, method, headers, body, withAuth);
+    }
+  }
+
+  private send(
+    url: URL,
+    method: string,
+    headers: Record<string, string>,
+    body: Buffer | Readable | undefined,
+    withAuth: boolean,
+  ): Promise<Response> {
     const mod = url.protocol === 'https:' ? https : http;
     // Credentials go only to the registry itself, never to a host a redirect points at.
-    const sameHost = url.host === new URL(this.ep.base).host;
+    const sameHost = url.host === new URL(this.base).host;
     return new Promise((resolve, reject) => {
       const req = mod.request(
         url,
         {
           method,
+          // An insecure registry's certificate is not checked (Docker's InsecureSkipVerify).
+          ...(this.ep.httpFallback && url.protocol === 'https:' && sameHost
+            ? { rejectUnauthorized: false }
+            : {}),
           headers: {
             'User-Agent': this.opts.userAgent ?? 'berth/0.1.0',
             ...(withAuth && sameHost && this.authorization ? { Authorization: this.authorization } : {}),
@@ -379,7 +420,7 @@ export class RegistryClient {
     if (start.status === 401 || start.status === 403) throw authError(start.status, startText, this.ep.repo);
     if (start.status !== 202 || !start.headers.location)
       throw unavailable(`registry refused an upload (${start.status}): ${registryMessage(startText)}`);
-    let location = new URL(String(start.headers.location), this.ep.base);
+    let location = new URL(String(start.headers.location), this.base);
     const counted = (s: Readable, base: number) => {
       let n = base;
       s.on('data', (c: Buffer) => opts.onBytes?.((n += c.length)));
@@ -411,7 +452,7 @@ export class RegistryClient {
       );
       const text = await readText(patch.body, 64 * 1024).catch(() => '');
       if (patch.status !== 202 || !patch.headers.location) throw uploadError(patch.status, text, digest);
-      location = new URL(String(patch.headers.location), this.ep.base);
+      location = new URL(String(patch.headers.location), this.base);
     }
     location.searchParams.set('digest', digest);
     const put = await this.request('PUT', location.toString(), { 'Content-Length': '0' }, Buffer.alloc(0));
