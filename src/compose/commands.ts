@@ -426,9 +426,15 @@ export function composeCommand(program: Command, ctx: CliContext): Command {
         const [repo, tag] = splitTag(s.image);
         process.stderr.write(` Image ${s.image}  Pushing\n`);
         let failure: string | undefined;
-        await pushImage(c, repo, tag, (m) => {
-          if (typeof m.error === 'string') failure = m.error;
-        });
+        try {
+          await pushImage(c, repo, tag, (m) => {
+            if (typeof m.error === 'string') failure = m.error;
+          });
+        } catch (err) {
+          // Refused before any transfer (no such image, bad name): a failure like any other.
+          if (!o.ignorePushFailures) throw err;
+          failure = (err as Error).message;
+        }
         if (failure) {
           if (o.ignorePushFailures) process.stderr.write(`WARN[0000] push ${s.image}: ${failure}\n`);
           else throw new ComposeError(`push ${s.image}: ${failure}`);

@@ -486,12 +486,8 @@ export class ComposeEngine {
       this.progress.warn(
         `Found orphan containers (${orphans.map((c) => c.name).join(', ')}) for this project.`,
       );
-    const services = [...new Set(targets.map((c) => c.service))];
-    for (const svc of this.reverseOrder(services)) {
-      await Promise.all(
-        targets.filter((c) => c.service === svc).map((c) => this.stopAndRemove(c, o.timeout, !!o.volumes)),
-      );
-    }
+    // As Docker Compose: dependents stop before their dependencies, unrelated services at once.
+    await this.inReverseDependencyOrder(targets, (c) => this.stopAndRemove(c, o.timeout, !!o.volumes));
     for (const [key, n] of Object.entries(p.networks)) {
       if (n.external) continue;
       try {

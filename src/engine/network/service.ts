@@ -459,8 +459,8 @@ export class NetworkService {
     this.dns.close(intToIp(n.gateway));
     this.nets.delete(n.rec.Id);
     await fsp.rm(this.netFile(n.rec.Id), { force: true });
-    await this.syncFirewall();
-    await runTool('ip', ['link', 'del', n.rec.bridge]);
+    // The rules naming the bridge and the bridge itself go at once (neither needs the other gone).
+    await Promise.all([this.syncFirewall(), runTool('ip', ['link', 'del', n.rec.bridge])]);
     this.events.publish('network', 'destroy', n.rec.Id, { name: n.rec.Name, type: 'bridge' });
   }
 

@@ -174,12 +174,37 @@ export class ConmonRuntime {
   }
 
   async kill(id: string, signal: string, all = false): Promise<void> {
+    if (!all && this.signalInit(id, signal)) return;
     try {
       await run(this.runc, this.runcArgs('kill', ...(all ? ['--all'] : []), id, signal));
     } catch (err) {
       const text = (err as { stderr?: string }).stderr ?? '';
       if (/not running|container not running|process already finished/.test(text)) return;
       throw new RuntimeError(cleanRuncMessage(text || String(err)));
+    }
+  }
+
+  /**
+   * Signals the container's init process itself, as `runc kill` does, without starting runc: the pid
+   * from runc's state counts only while /proc shows the same process (same start time). False when
+   * that cannot be told; runc is asked then.
+   */
+  private signalInit(id: string, signal: string): boolean {
+    try {
+      const state = JSON.parse(readFileSync(path.join(this.stateDir(id), 'state.json'), 'utf8')) as {
+        init_process_pid?: number;
+        init_process_start?: number;
+      };
+      const pid = state.init_process_pid;
+      if (!pid || state.init_process_start === undefined) return false;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // Fields after "(comm) ": state is field 3, starttime field 22.
+      const starttime = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+      if (starttime !== state.init_process_start) return false;
+      process.kill(pid, /^\d+$/.test(signal) ? Number(signal) : signal);
+      return true;
+    } catch {
+      return false;
     }
   }
 
