@@ -379,8 +379,12 @@ export class ContainerService {
     this.names.set(cname, id);
     try {
       await fsp.mkdir(this.dir(id), { recursive: true, mode: 0o700 });
-      await this.d.network.prepare(id, cname, body);
-      await this.d.snapshots.prepare(id, img.record.chainId);
+      // Independent: side by side (settled both, so that the clean-up below finds whichever was made).
+      const made = await Promise.allSettled([
+        this.d.network.prepare(id, cname, body),
+        this.d.snapshots.prepare(id, img.record.chainId),
+      ]);
+      for (const r of made) if (r.status === 'rejected') throw r.reason;
       rec.mounts = await this.d.volumes.attach(id, mountPlan);
       await this.save(rec);
     } catch (err) {
@@ -908,9 +912,12 @@ export class ContainerService {
     rec.state.Status = 'removing';
     live.cancelWatch?.();
     await this.cleanupRun(rec).catch(() => undefined);
-    await this.d.network.forget(rec.id);
-    await this.d.snapshots.removeActive(rec.id);
-    await fsp.rm(this.bundle(rec.id), { recursive: true, force: true });
+    // The record goes last, so a crash part-way leaves a record whose removal is done again.
+    await Promise.all([
+      this.d.network.forget(rec.id),
+      this.d.snapshots.removeActive(rec.id),
+      fsp.rm(this.bundle(rec.id), { recursive: true, force: true }),
+    ]);
     await this.saving.get(rec.id)?.catch(() => undefined);
     await fsp.rm(this.dir(rec.id), { recursive: true, force: true });
     this.records.delete(rec.id);
