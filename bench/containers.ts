@@ -138,15 +138,19 @@ function engineRssKiB(d: Daemon): { daemon: number; monitors: number } {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Idle RSS, then the RSS added by each of 10 running containers (daemon growth + monitors). */
+const IDLE_SETTLE_MS = 5000;
+
 export async function memoryFigures(
   d: Daemon,
   image: string,
 ): Promise<{ idleMiB: number; perContainerMiB: number }> {
-  await sleep(1000);
+  // Idle: the same settling time for both engines after their last request (Go's scavenger and
+  // berthd's idle trim both give memory back within it).
+  await sleep(IDLE_SETTLE_MS);
   const idle = engineRssKiB(d);
   const ids: string[] = [];
   for (let i = 0; i < 10; i++) ids.push(await createStarted(d, image, ['sleep', '600']));
-  await sleep(1000);
+  await sleep(IDLE_SETTLE_MS);
   const busy = engineRssKiB(d);
   await removeAll(d, ids);
   return {

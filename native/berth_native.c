@@ -2,7 +2,8 @@
  * The few Linux system calls Node.js does not expose and Berth's core needs:
  * mknod (whiteouts, fifos), extended attributes (overlay opaque dirs, layer xattrs),
  * mount/umount2 (overlay snapshots), execve (the daemon launcher restarting itself with V8 flags
- * under the same pid). Each throws an Error with .code = errno name.
+ * under the same pid), malloc_trim (an idle daemon handing freed heap back). Each throws an Error
+ * with .code = errno name.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,6 +17,9 @@
 #include <sys/types.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #define MAX_STR 65536
 
@@ -229,6 +233,18 @@ static napi_value js_execve(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* malloc_trim(0): returns free pages anywhere in malloc's heap to the kernel; true if any were. */
+static napi_value js_malloc_trim(napi_env env, napi_callback_info info) {
+  (void)info;
+  int released = 0;
+#ifdef __GLIBC__
+  released = malloc_trim(0);
+#endif
+  napi_value result;
+  napi_get_boolean(env, released != 0, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_default, NULL},
@@ -238,6 +254,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
       {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_default, NULL},
       {"execve", NULL, js_execve, NULL, NULL, NULL, napi_default, NULL},
+      {"mallocTrim", NULL, js_malloc_trim, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -10,6 +10,8 @@ export interface Native {
   umount2(target: string, flags: number): void;
   /** Absent from an addon built before it was added (the launcher then runs without re-exec). */
   execve?(path: string, argv: string[], env: string[]): never;
+  /** glibc's malloc_trim(0); absent from an older addon. */
+  mallocTrim?(): boolean;
 }
 
 export const MS_RDONLY = 1;

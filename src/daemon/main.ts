@@ -10,6 +10,7 @@ import { errorMessage, invalidArgument } from '../common/errors.js';
 import { isLogLevel, log, setLogLevel } from '../common/log.js';
 import { Engine } from '../engine/engine.js';
 import { createApiServer } from '../routes/server.js';
+import { trimWhenIdle } from './idletrim.js';
 import { validateRegistryConfig } from '../distribution/hosts.js';
 import {
   DEFAULT_SOCKET,
@@ -110,6 +111,7 @@ export async function main(argv: string[]): Promise<void> {
   for (const l of listeners) servers.push(await listen(engine, l, opts));
   if (opts.hubListen)
     servers.push(await startHub(opts.hubListen, opts.hubRoot ?? path.join(opts.dataRoot, 'hub')));
+  trimWhenIdle(servers);
   log.info('berthd ready', { hosts, dataRoot: opts.dataRoot, pid: process.pid });
   engine.events.publish('daemon', 'start', engine.id);
 
