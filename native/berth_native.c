@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <node_api.h>
 #include <stdlib.h>
@@ -224,6 +225,11 @@ static napi_value js_execve(napi_env env, napi_callback_info info) {
   char **args = path ? get_string_array(env, argv[1]) : NULL;
   char **envp = args ? get_string_array(env, argv[2]) : NULL;
   if (envp) {
+    /* Node marks its stdio close-on-exec; the new image must keep the same stdin/stdout/stderr. */
+    for (int fd = 0; fd <= 2; fd++) {
+      int flags = fcntl(fd, F_GETFD);
+      if (flags >= 0 && (flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+    }
     execve(path, args, envp);
     throw_errno(env, errno, "execve", path);
   }
