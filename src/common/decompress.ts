@@ -97,12 +97,17 @@ export async function decompressStream(
  */
 export function peekStream(input: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
   return new Promise((resolve, reject) => {
+    // A stream that failed or was destroyed before we got here emits nothing more: waiting for its
+    // events would wait for ever (a download failing while its consumer was still setting up).
+    if (input.errored) return reject(input.errored);
+    if (input.destroyed) return reject(prematureClose());
     const chunks: Buffer[] = [];
     let size = 0;
     const finish = (ended: boolean) => {
       input.off('data', onData);
       input.off('end', onEnd);
       input.off('error', onError);
+      input.off('close', onClose);
       input.pause();
       const head = Buffer.concat(chunks);
       const out = new PassThrough({ highWaterMark: PEEKED_BUFFER });
@@ -121,9 +126,17 @@ export function peekStream(input: Readable, n: number): Promise<{ head: Buffer; 
     };
     const onEnd = () => finish(true);
     const onError = (e: Error) => reject(e);
+    const onClose = () => reject(input.errored ?? prematureClose());
     input.on('data', onData);
     input.once('end', onEnd);
     input.once('error', onError);
+    input.once('close', onClose);
+  });
+}
+
+function prematureClose(): Error {
+  return Object.assign(new Error('the stream closed before it ended'), {
+    code: 'ERR_STREAM_PREMATURE_CLOSE',
   });
 }
 
