@@ -108,9 +108,10 @@ export async function main(argv: string[]): Promise<void> {
   });
 
   const servers: http.Server[] = [];
-  for (const l of listeners) servers.push(await listen(engine, l, opts));
+  // The hub first: once the API answers, everything the daemon serves is up.
   if (opts.hubListen)
     servers.push(await startHub(opts.hubListen, opts.hubRoot ?? path.join(opts.dataRoot, 'hub')));
+  for (const l of listeners) servers.push(await listen(engine, l, opts));
   trimWhenIdle(servers);
   log.info('berthd ready', { hosts, dataRoot: opts.dataRoot, pid: process.pid });
   engine.events.publish('daemon', 'start', engine.id);
