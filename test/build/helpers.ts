@@ -19,7 +19,9 @@ export function makeContext(files: Record<string, string | Buffer>): string {
 }
 
 export function cleanupContexts(): void {
-  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+  for (const d of made.splice(0))
+    // Tests put files beside a context too (`<ctx>.iid`, `<ctx>.tgz`).
+    for (const p of [d, `${d}.iid`, `${d}.tgz`]) rmSync(p, { recursive: true, force: true });
 }
 
 export async function imageConfig(d: TestDaemon, name: string): Promise<Record<string, unknown>> {
