@@ -9,8 +9,16 @@ import { invalidArgument } from './errors.js';
 
 const MAX_LINKS = 255;
 
-/** Returns the host path for `p` under `root`, following symlinks except (optionally) the last. */
-export function resolveInRoot(root: string, p: string, followLast = true): string {
+/**
+ * The walk shared by a real root and an in-memory tree: `p` resolved component by component,
+ * `linkAt(rel)` giving the target of a symlink at `rel` (relative to the root) or undefined.
+ * Returns the resolved path relative to the root ('' for the root itself).
+ */
+export function resolveWithin(
+  p: string,
+  followLast: boolean,
+  linkAt: (rel: string) => string | undefined,
+): string {
   const pending = p.split('/').filter((c) => c !== '' && c !== '.');
   const parts: string[] = [];
   let links = 0;
@@ -20,21 +28,27 @@ export function resolveInRoot(root: string, p: string, followLast = true): strin
       parts.pop();
       continue;
     }
-    const candidate = path.join(root, ...parts, c);
-    let isLink = false;
-    try {
-      isLink = lstatSync(candidate).isSymbolicLink();
-    } catch {
-      isLink = false;
-    }
-    if (isLink && (pending.length > 0 || followLast)) {
+    const target = pending.length > 0 || followLast ? linkAt([...parts, c].join('/')) : undefined;
+    if (target !== undefined) {
       if (++links > MAX_LINKS) throw invalidArgument(`too many levels of symbolic links: ${p}`);
-      const target = readlinkSync(candidate);
       if (target.startsWith('/')) parts.length = 0;
       pending.unshift(...target.split('/').filter((x) => x !== '' && x !== '.'));
       continue;
     }
     parts.push(c);
   }
-  return path.join(root, ...parts);
+  return parts.join('/');
+}
+
+/** Returns the host path for `p` under `root`, following symlinks except (optionally) the last. */
+export function resolveInRoot(root: string, p: string, followLast = true): string {
+  const rel = resolveWithin(p, followLast, (r) => {
+    const candidate = path.join(root, r);
+    try {
+      return lstatSync(candidate).isSymbolicLink() ? readlinkSync(candidate) : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+  return path.join(root, rel);
 }

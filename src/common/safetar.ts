@@ -47,8 +47,20 @@ type Header = Omit<tar.Header, 'pax'> & { pax?: Record<string, string> | null };
 /** What we made at a path (the target starts empty, so this is everything there is). */
 type NodeKind = 'dir' | 'file' | 'symlink' | 'fifo' | 'whiteout';
 
-function entryError(name: string, reason: string): BerthError {
+export function entryError(name: string, reason: string): BerthError {
   return invalidArgument(`invalid tar entry ${JSON.stringify(name)}: ${reason}`);
+}
+
+/** A symlink entry's target, refused when empty or when, relative, it climbs out of the layer from `dir`. */
+export function checkSymlinkTarget(name: string, dir: string, linkname: string | undefined): string {
+  const link = linkname ?? '';
+  if (link === '') throw entryError(name, 'symlink without a target');
+  if (!link.startsWith('/')) {
+    const joined = path.posix.normalize(path.posix.join(dir, link));
+    if (joined === '..' || joined.startsWith('../'))
+      throw entryError(name, `symlink target ${JSON.stringify(link)} escapes the layer`);
+  }
+  return link;
 }
 
 /** Cleans a tar entry name into a relative path ('' for the root); refuses names that climb above it. */
@@ -195,13 +207,7 @@ class Extractor {
         this.size += h.size ?? 0;
         return;
       case 'symlink': {
-        const link = h.linkname ?? '';
-        if (link === '') throw entryError(name, 'symlink without a target');
-        if (!link.startsWith('/')) {
-          const joined = path.posix.normalize(path.posix.join(dir, link));
-          if (joined === '..' || joined.startsWith('../'))
-            throw entryError(name, `symlink target ${JSON.stringify(link)} escapes the layer`);
-        }
+        const link = checkSymlinkTarget(name, dir, h.linkname);
         this.clear(rel);
         fs.symlinkSync(link, p);
         this.nodes.set(rel, 'symlink');

@@ -20,7 +20,8 @@ import { pipeline as pipelineAsync } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { decompressStream, peekStream } from '../../common/decompress.js';
 import { BerthError, invalidArgument, notFound } from '../../common/errors.js';
-import { cleanEntryName, extractLayer } from '../../common/safetar.js';
+import { resolveWithin } from '../../common/rootpath.js';
+import { checkSymlinkTarget, cleanEntryName, entryError, extractLayer } from '../../common/safetar.js';
 import { cleanSourcePath, globToRegExp } from './copy.js';
 import { Spool } from './spool.js';
 
@@ -33,7 +34,6 @@ const S_IFCHR = 0o020000;
 const SMALL_FILE = 64 * 1024;
 /** ...as long as all of them together stay under this. */
 const MEMORY_BUDGET = 8 * 1024 * 1024;
-const MAX_LINKS = 255;
 /** Contexts up to this size stay in memory; bigger ones are spooled to a file. */
 const MEMORY_SPOOL = 32 * 1024 * 1024;
 const WHITEOUT_PREFIX = '.wh.';
@@ -65,10 +65,6 @@ export interface ContextSource {
 const isDir = (e: ContextEntry) => (e.mode & 0o170000) === S_IFDIR;
 const isLink = (e: ContextEntry) => (e.mode & 0o170000) === S_IFLNK;
 const isFile = (e: ContextEntry) => (e.mode & 0o170000) === S_IFREG;
-
-function entryError(name: string, reason: string): BerthError {
-  return invalidArgument(`invalid tar entry ${JSON.stringify(name)}: ${reason}`);
-}
 
 export class BuildContext {
   /** '' is the root (the extractor's target directory, mode 0700). */
@@ -116,27 +112,10 @@ export class BuildContext {
 
   /** `p` resolved inside the context as resolveInRoot does on disk: symlinks never lead out. */
   resolve(p: string, followLast: boolean): string {
-    const pending = p.split('/').filter((c) => c !== '' && c !== '.');
-    const parts: string[] = [];
-    let links = 0;
-    while (pending.length) {
-      const c = pending.shift()!;
-      if (c === '..') {
-        parts.pop();
-        continue;
-      }
-      const candidate = parts.length ? `${parts.join('/')}/${c}` : c;
-      const e = this.entries.get(candidate);
-      if (e && isLink(e) && (pending.length > 0 || followLast)) {
-        if (++links > MAX_LINKS) throw invalidArgument(`too many levels of symbolic links: ${p}`);
-        const target = e.link ?? '';
-        if (target.startsWith('/')) parts.length = 0;
-        pending.unshift(...target.split('/').filter((x) => x !== '' && x !== '.'));
-        continue;
-      }
-      parts.push(c);
-    }
-    return parts.join('/');
+    return resolveWithin(p, followLast, (rel) => {
+      const e = this.entries.get(rel);
+      return e && isLink(e) ? (e.link ?? '') : undefined;
+    });
   }
 
   private childrenOf(rel: string): string[] {
@@ -273,13 +252,7 @@ export class BuildContext {
         return;
       }
       case 'symlink': {
-        const link = h.linkname ?? '';
-        if (link === '') throw entryError(name, 'symlink without a target');
-        if (!link.startsWith('/')) {
-          const joined = path.posix.normalize(path.posix.join(dir, link));
-          if (joined === '..' || joined.startsWith('../'))
-            throw entryError(name, `symlink target ${JSON.stringify(link)} escapes the layer`);
-        }
+        const link = checkSymlinkTarget(name, dir, h.linkname);
         this.clear(rel);
         this.entries.set(rel, { mode: S_IFLNK | 0o777, size: link.length, link });
         return;
