@@ -26,7 +26,7 @@ import {
   startDaemon,
   type TestDaemon,
 } from '../helpers/daemon.js';
-import { freePort } from './registries.js';
+import { freePort, seedAuthHub } from './registries.js';
 
 let d: TestDaemon;
 let hub: string;
@@ -87,13 +87,7 @@ before(async () => {
   chmodSync(helper, 0o755);
   hubRoot = path.join(tmp, 'hub');
   mkdirSync(hubRoot);
-  writeFileSync(path.join(hubRoot, 'config.json'), JSON.stringify({ auth: true }));
-  const seed = await run(process.execPath, [BERTH, 'hub', 'seed', '--root', hubRoot]);
-  assert.equal(seed.code, 0, seed.stderr);
-  const add = await run(process.execPath, [BERTH, 'hub', 'user', 'add', 'carol', '--root', hubRoot], {
-    input: 'carol-pw-42\n',
-  });
-  assert.equal(add.code, 0, add.stderr);
+  await seedAuthHub(hubRoot, { carol: 'carol-pw-42' });
   hub = `127.0.0.1:${await freePort()}`;
   d = await startDaemon([], { 'hub-listen': hub, 'hub-root': hubRoot });
 });

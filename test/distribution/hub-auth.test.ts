@@ -4,7 +4,7 @@
  * pushed and it runs the same.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -18,7 +18,7 @@ import {
   startDaemon,
   type TestDaemon,
 } from '../helpers/daemon.js';
-import { freePort } from './registries.js';
+import { freePort, seedAuthHub } from './registries.js';
 
 let d: TestDaemon;
 let hub: string;
@@ -27,18 +27,7 @@ const hasSkopeo = existsSync('/usr/bin/skopeo');
 
 before(async () => {
   hubRoot = mkdtempSync(path.join(os.tmpdir(), 'berth-authhub-'));
-  writeFileSync(path.join(hubRoot, 'config.json'), JSON.stringify({ auth: true }));
-  const seed = await run(process.execPath, [BERTH, 'hub', 'seed', '--root', hubRoot]);
-  assert.equal(seed.code, 0, seed.stderr);
-  for (const [u, p] of [
-    ['alice', 'alice-pw-1'],
-    ['bob', 'bob-pw-123'],
-  ]) {
-    const add = await run(process.execPath, [BERTH, 'hub', 'user', 'add', u, '--root', hubRoot], {
-      input: `${p}\n`,
-    });
-    assert.equal(add.code, 0, add.stderr);
-  }
+  await seedAuthHub(hubRoot, { alice: 'alice-pw-1', bob: 'bob-pw-123' });
   hub = `127.0.0.1:${await freePort()}`;
   d = await startDaemon([], { 'hub-listen': hub, 'hub-root': hubRoot });
 });

@@ -6,6 +6,7 @@
 import bcrypt from 'bcryptjs';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,10 +14,24 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHubServer } from '../../src/hub/server.js';
 import { FsHubStorage } from '../../src/hub/storage.js';
+import { BERTH, run } from '../helpers/daemon.js';
 import { cleanupDir } from '../helpers/daemon.js';
 
 export const REFERENCE_REGISTRY = '/usr/bin/docker-registry';
 export const hasReferenceRegistry = existsSync(REFERENCE_REGISTRY);
+
+/** Prepares a Berth Hub root with accounts (token auth), seeded with hello-world and busybox. */
+export async function seedAuthHub(root: string, users: Record<string, string>): Promise<void> {
+  writeFileSync(path.join(root, 'config.json'), JSON.stringify({ auth: true }));
+  const seed = await run(process.execPath, [BERTH, 'hub', 'seed', '--root', root]);
+  assert.equal(seed.code, 0, seed.stderr);
+  for (const [user, password] of Object.entries(users)) {
+    const add = await run(process.execPath, [BERTH, 'hub', 'user', 'add', user, '--root', root], {
+      input: `${password}\n`,
+    });
+    assert.equal(add.code, 0, add.stderr);
+  }
+}
 
 export async function freePort(): Promise<number> {
   const s = http.createServer();
