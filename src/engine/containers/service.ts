@@ -12,6 +12,7 @@ import { MS_NODEV, MS_NOEXEC, MS_NOSUID, native } from '../../common/native.js';
 import * as path from 'node:path';
 import { readJsonIfExists, writeJsonAtomic } from '../../common/atomic.js';
 import type { Digest } from '../../common/digest.js';
+import { treeSize } from '../../common/treesize.js';
 import { BerthError, conflict, errnoCode, invalidArgument, notFound } from '../../common/errors.js';
 import { log } from '../../common/log.js';
 import type { EventBus } from '../events/events.js';
@@ -1197,32 +1198,6 @@ function resourcesOf(h: HostConfig): Resources {
     blkioDeviceReadBps: (h.BlkioDeviceReadBps ?? []).map((d) => ({ path: d.Path, rate: d.Rate })),
     blkioDeviceWriteBps: (h.BlkioDeviceWriteBps ?? []).map((d) => ({ path: d.Path, rate: d.Rate })),
   };
-}
-
-/** Bytes of the regular files and symlinks under dir (hard links counted once), like du. */
-async function treeSize(dir: string): Promise<number> {
-  const seen = new Set<number>();
-  let total = 0;
-  const walk = async (d: string): Promise<void> => {
-    let names: string[];
-    try {
-      names = await fsp.readdir(d);
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      const p = path.join(d, n);
-      const st = await fsp.lstat(p).catch(() => undefined);
-      if (!st) continue;
-      if (st.isDirectory()) await walk(p);
-      else if (!seen.has(st.ino)) {
-        seen.add(st.ino);
-        if (st.isFile() || st.isSymbolicLink()) total += st.size;
-      }
-    }
-  };
-  await walk(dir);
-  return total;
 }
 
 function shmBind(source: string): Mount {

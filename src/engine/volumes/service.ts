@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { conflict, errorMessage, internal, invalidArgument, notFound } from '../../common/errors.js';
 import { log } from '../../common/log.js';
 import { resolveInRoot } from '../../common/rootpath.js';
+import { treeSize } from '../../common/treesize.js';
 import type { EventBus } from '../events/events.js';
 import { LocalDriver } from './local.js';
 import { mountFor, planMounts } from './mounts.js';
@@ -173,7 +174,7 @@ export class VolumeService {
       if (this.inUse(v.Name)) continue;
       if (filters.label && !filters.label.every((l) => labelMatch(v.Labels, l))) continue;
       if (filters['label!'] && filters['label!'].some((l) => labelMatch(v.Labels, l))) continue;
-      const size = this.driver.needsMount(v.Name) ? 0 : await diskUsage(this.driver.dataPath(v.Name));
+      const size = this.driver.needsMount(v.Name) ? 0 : await treeSize(this.driver.dataPath(v.Name));
       await this.remove(v.Name);
       deleted.push(v.Name);
       reclaimed += size;
@@ -353,24 +354,4 @@ async function populate(rootfs: string, destination: string, volume: string): Pr
     const stderr = (err as { stderr?: string }).stderr?.trim();
     throw internal(`copying image content into volume: ${stderr || errorMessage(err)}`, err);
   }
-}
-
-async function diskUsage(dir: string): Promise<number> {
-  let total = 0;
-  const walk = async (d: string): Promise<void> => {
-    let names: string[];
-    try {
-      names = await fsp.readdir(d);
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      const st = await fsp.lstat(path.join(d, n)).catch(() => undefined);
-      if (!st) continue;
-      if (st.isDirectory()) await walk(path.join(d, n));
-      else total += st.size;
-    }
-  };
-  await walk(dir);
-  return total;
 }
