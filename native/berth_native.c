@@ -2,7 +2,8 @@
  * The few Linux system calls Node.js does not expose and Berth's core needs:
  * mknod (whiteouts, fifos), extended attributes (overlay opaque dirs, layer xattrs),
  * mount/umount2 (overlay snapshots), execve (the daemon launcher restarting itself with V8 flags
- * under the same pid), malloc_trim (an idle daemon handing freed heap back). Each throws an Error
+ * under the same pid), malloc_trim (an idle daemon handing freed heap back), a sealed memfd copy
+ * of the exec helper (native/berth_exec.c). Each throws an Error
  * with .code = errno name.
  */
 #define _GNU_SOURCE
@@ -12,6 +13,7 @@
 #include <node_api.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -251,6 +253,49 @@ static napi_value js_malloc_trim(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* sealedCopy(path): a close-on-exec memfd holding the file's bytes, sealed against any change; its
+ * fd number. Run through /proc/<pid>/fd/<n>, a helper that enters containers has no host file a
+ * container process could write through /proc/<pid>/exe. */
+static napi_value js_sealed_copy(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  char *path = get_string(env, argv[0]);
+  if (!path) return NULL;
+  int src = open(path, O_RDONLY | O_CLOEXEC);
+  if (src < 0) {
+    napi_value r = throw_errno(env, errno, "open", path);
+    free(path);
+    return r;
+  }
+  int fd = memfd_create("berth-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  int err = fd < 0 ? errno : 0;
+  char buf[65536];
+  ssize_t n;
+  while (!err && (n = read(src, buf, sizeof buf)) != 0) {
+    if (n < 0) {
+      if (errno != EINTR) err = errno;
+      continue;
+    }
+    for (ssize_t off = 0; !err && off < n;) {
+      ssize_t w = write(fd, buf + off, (size_t)(n - off));
+      if (w < 0 && errno != EINTR) err = errno;
+      else if (w > 0) off += w;
+    }
+  }
+  if (!err && fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) err = errno;
+  close(src);
+  if (err) {
+    if (fd >= 0) close(fd);
+    napi_value r = throw_errno(env, err, "memfd", path);
+    free(path);
+    return r;
+  }
+  free(path);
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_default, NULL},
@@ -261,6 +306,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_default, NULL},
       {"execve", NULL, js_execve, NULL, NULL, NULL, napi_default, NULL},
       {"mallocTrim", NULL, js_malloc_trim, NULL, NULL, NULL, napi_default, NULL},
+      {"sealedCopy", NULL, js_sealed_copy, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

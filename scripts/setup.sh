@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(runc conmon iptables iproute2 skopeo zstd busybox-static tmux docker-registry redis-server redis-tools docker-compose chromium tini debootstrap)
+packages=(runc conmon libseccomp-dev iptables iproute2 skopeo zstd busybox-static tmux docker-registry redis-server redis-tools docker-compose chromium tini debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

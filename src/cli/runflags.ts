@@ -63,6 +63,7 @@ export interface RunFlags extends NetFlags {
   cpusetCpus?: string;
   cpusetMems?: string;
   pidsLimit?: string;
+  oomScoreAdj?: string;
   blkioWeight?: string;
   shmSize?: string;
   ulimit: string[];
@@ -257,6 +258,7 @@ export function createBody(image: string, cmd: string[], f: RunFlags): Record<st
       CpusetCpus: f.cpusetCpus ?? '',
       CpusetMems: f.cpusetMems ?? '',
       PidsLimit: f.pidsLimit ? parseInteger(f.pidsLimit, '--pids-limit') : null,
+      ...(f.oomScoreAdj ? { OomScoreAdj: parseInteger(f.oomScoreAdj, '--oom-score-adj') } : {}),
       BlkioWeight: f.blkioWeight ? parseInteger(f.blkioWeight, '--blkio-weight') : 0,
       ShmSize: f.shmSize ? parseMemory(f.shmSize, '--shm-size') : 0,
       Ulimits: ulimits,

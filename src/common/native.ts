@@ -12,6 +12,8 @@ export interface Native {
   execve?(path: string, argv: string[], env: string[]): never;
   /** glibc's malloc_trim(0); absent from an older addon. */
   mallocTrim?(): boolean;
+  /** A sealed, close-on-exec memfd copy of a file (its fd); absent from an older addon. */
+  sealedCopy?(path: string): number;
 }
 
 export const MS_RDONLY = 1;

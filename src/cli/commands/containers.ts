@@ -37,6 +37,7 @@ function addRunFlags(cmd: Command): Command {
   return addLimitFlags(cmd)
     .option('-d, --detach', 'run container in background and print container ID')
     .option('--rm', 'automatically remove the container when it exits')
+    .option('--oom-score-adj <n>', "tune the host's OOM preferences (-1000 to 1000)")
     .option('-i, --interactive', 'keep STDIN open even if not attached')
     .option('-t, --tty', 'allocate a pseudo-TTY')
     .option('--name <name>', 'assign a name to the container')

@@ -79,6 +79,7 @@ export interface HostConfig {
   MemorySwap: number;
   MemoryReservation: number;
   OomKillDisable: boolean;
+  OomScoreAdj?: number;
   NanoCpus: number;
   CpuShares: number;
   CpuPeriod: number;

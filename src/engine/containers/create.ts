@@ -276,6 +276,9 @@ export function parseHostConfig(raw: unknown): HostConfig {
   if (!['json-file', 'k8s-file', 'local', 'none'].includes(logType))
     throw invalidArgument(`logging driver "${logType}" is not supported`);
   const pids = h.PidsLimit === undefined || h.PidsLimit === null ? null : num(h, 'PidsLimit', w);
+  const oomScoreAdj = num(h, 'OomScoreAdj', w);
+  if (oomScoreAdj < -1000 || oomScoreAdj > 1000)
+    throw invalidArgument(`Invalid value ${oomScoreAdj}, range for oom score adj is [-1000, 1000]`);
   const ipcMode = str(h, 'IpcMode', w);
   if (
     ipcMode &&
@@ -305,6 +308,7 @@ export function parseHostConfig(raw: unknown): HostConfig {
     MemorySwap: memorySwap,
     MemoryReservation: num(h, 'MemoryReservation', w),
     OomKillDisable: bool(h, 'OomKillDisable', w),
+    OomScoreAdj: oomScoreAdj,
     NanoCpus: nanoCpus,
     CpuShares: num(h, 'CpuShares', w),
     CpuPeriod: cpuPeriod,

@@ -8,9 +8,11 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { conflict, invalidArgument, notFound } from '../../common/errors.js';
 import type { ConmonRuntime } from '../runtime/conmon.js';
+import type { ExecProcess } from '../runtime/native-exec.js';
 import type { AttachConnection, OutputStream } from '../runtime/runtime.js';
+import type { OciSeccomp } from '../runtime/seccomp.js';
 import type { ContainerService } from './service.js';
-import { resolveUser } from './user.js';
+import { homeOf, resolveUser } from './user.js';
 
 export interface ExecConfig {
   AttachStdin: boolean;
@@ -108,17 +110,19 @@ export class ExecService {
     e.started = true;
     const bundle = this.containers.bundle(c.id);
     const execDir = path.join(bundle, 'exec', id.slice(0, 24));
-    const base = (
-      JSON.parse(readFileSync(path.join(bundle, 'config.json'), 'utf8')) as {
-        process: Record<string, unknown>;
-      }
-    ).process;
+    const config = JSON.parse(readFileSync(path.join(bundle, 'config.json'), 'utf8')) as {
+      process: ExecProcess;
+      linux?: { seccomp?: OciSeccomp };
+    };
+    const base = config.process;
     const rootfs = path.join(bundle, 'rootfs');
     const user = e.config.User ? resolveUser(rootfs, e.config.User) : undefined;
     const envMap = new Map<string, string>();
-    for (const kv of [...((base.env as string[]) ?? []), ...e.config.Env]) envMap.set(kv.split('=')[0], kv);
+    for (const kv of [...(base.env ?? []), ...e.config.Env]) envMap.set(kv.split('=')[0], kv);
+    // as runc does: a process without HOME gets its user's home directory
+    if (!envMap.has('HOME')) envMap.set('HOME', `HOME=${(user ?? homeOf(rootfs, base.user.uid)).home}`);
     const tty = io.tty ?? e.config.Tty;
-    const spec = {
+    const spec: ExecProcess = {
       ...base,
       terminal: tty,
       args: e.config.Cmd,
@@ -132,7 +136,11 @@ export class ExecService {
       const h =
         tty || io.detach
           ? await this.runtime.exec(c.id, execDir, spec, { terminal: tty, stdin })
-          : await this.runtime.execDirect(c.id, execDir, spec, { stdin });
+          : await this.runtime.execDirect(c.id, execDir, spec, {
+              stdin,
+              initPid: c.state.Pid,
+              seccomp: config.linux?.seccomp,
+            });
       e.pid = h.pid;
       e.conn = h.attach;
       if (e.pendingSize) this.runtime.resize(execDir, e.pendingSize.rows, e.pendingSize.cols);

@@ -636,6 +636,7 @@ export class ContainerService {
         permissions: d.CgroupPermissions,
       })),
       ulimits: (h.Ulimits ?? []).map((u) => ({ name: u.Name, soft: u.Soft, hard: u.Hard })),
+      oomScoreAdj: h.OomScoreAdj || undefined,
       capAdd: h.CapAdd ?? undefined,
       capDrop: h.CapDrop ?? undefined,
       privileged: h.Privileged,

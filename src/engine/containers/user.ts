@@ -2,12 +2,13 @@
  * Resolves Docker's `user[:group]` against the container's own /etc/passwd and /etc/group.
  */
 import { readFileSync } from 'node:fs';
-import * as path from 'node:path';
 import { invalidArgument } from '../../common/errors.js';
+import { resolveInRoot } from '../../common/rootpath.js';
 
 function readTable(rootfs: string, file: string): string[][] {
   try {
-    return readFileSync(path.join(rootfs, 'etc', file), 'utf8')
+    // resolved the way the container sees it: a symlinked /etc/passwd never reads a host file
+    return readFileSync(resolveInRoot(rootfs, `/etc/${file}`), 'utf8')
       .split('\n')
       .filter((l) => l && !l.startsWith('#'))
       .map((l) => l.split(':'));
@@ -62,4 +63,10 @@ export function resolveUser(rootfs: string, spec: string, groupAdd: string[] = [
       if ((g[3] ?? '').split(',').includes(name) && Number(g[2]) !== gid) additional.add(Number(g[2]));
   for (const g of groupAdd) additional.add(groupId(g));
   return { uid, gid, additionalGids: [...additional], home };
+}
+
+/** The home directory of a numeric uid in the container's /etc/passwd ("/" if it has no entry). */
+export function homeOf(rootfs: string, uid: number): { home: string } {
+  const entry = readTable(rootfs, 'passwd').find((p) => p[2] === String(uid));
+  return { home: entry?.[5] || '/' };
 }

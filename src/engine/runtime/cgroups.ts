@@ -161,3 +161,67 @@ export function cgroupPids(rel: string, root = ROOT): number[] {
     : path.join(root, 'pids', rel, 'cgroup.procs');
   return (read(file) ?? '').split('\n').filter(Boolean).map(Number);
 }
+
+interface CgroupMount {
+  /** v1: the hierarchy's controllers and name= options; v2: empty */
+  options: Set<string>;
+  version: 1 | 2;
+  /** the cgroup path mounted there (/ unless the daemon itself runs in a cgroup namespace) */
+  root: string;
+  mountPoint: string;
+}
+
+let mountsCache: CgroupMount[] | undefined;
+
+/** The host's cgroup mounts, from /proc/self/mountinfo (read once: they do not move). */
+function cgroupMounts(): CgroupMount[] {
+  if (mountsCache) return mountsCache;
+  const out: CgroupMount[] = [];
+  for (const line of (read('/proc/self/mountinfo') ?? '').split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const [fstype, , superOpts = ''] = line.slice(sep + 3).split(' ');
+    if (fstype !== 'cgroup' && fstype !== 'cgroup2') continue;
+    const f = line.slice(0, sep).split(' ');
+    out.push({
+      options: new Set(superOpts.split(',')),
+      version: fstype === 'cgroup2' ? 2 : 1,
+      root: unescapeMount(f[3]),
+      mountPoint: unescapeMount(f[4]),
+    });
+  }
+  mountsCache = out;
+  return out;
+}
+
+function unescapeMount(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/**
+ * The cgroup.procs file of every hierarchy the process is in (what joining its cgroups writes to);
+ * undefined if one of them is not mounted where the daemon can reach it.
+ */
+export function cgroupProcsFiles(pid: number): string[] | undefined {
+  const text = read(`/proc/${pid}/cgroup`);
+  if (!text) return undefined;
+  const files: string[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    const [, controllers, rel] = m;
+    const want = controllers ? controllers.split(',') : [];
+    const mount = cgroupMounts().find((mt) =>
+      want.length ? mt.version === 1 && want.every((c) => mt.options.has(c)) : mt.version === 2,
+    );
+    if (!mount) {
+      // an unmounted hierarchy (e.g. an empty v2 one nobody mounted) holds nothing to join
+      if (!want.length) continue;
+      return undefined;
+    }
+    const inside = mount.root === '/' ? rel : path.posix.relative(mount.root, rel);
+    if (inside.startsWith('..')) return undefined;
+    files.push(path.join(mount.mountPoint, inside, 'cgroup.procs'));
+  }
+  return files;
+}

@@ -9,6 +9,7 @@ import {
   existsSync,
   openSync,
   promises as fsp,
+  mkdirSync,
   readFileSync,
   watch,
   writeSync,
@@ -20,7 +21,9 @@ import { SeqpacketSocket } from 'node-unix-socket';
 import { replaceFile } from '../../common/atomic.js';
 import { errnoCode, internal } from '../../common/errors.js';
 import type { AttachConnection, CreateOptions, OutputStream } from './runtime.js';
+import { type ExecProcess, ExecHelper, execSettings, nativeExec } from './native-exec.js';
 import { type DirectExec, runcExec } from './runc-exec.js';
+import type { OciSeccomp } from './seccomp.js';
 import type { OciSpec } from './spec.js';
 
 const run = promisify(execFile);
@@ -38,6 +41,7 @@ export class RuntimeError extends Error {}
 export class ConmonRuntime {
   readonly runc: string;
   readonly conmon: string;
+  private readonly execHelper = new ExecHelper();
 
   constructor(private readonly paths: RuntimePaths) {
     this.runc = paths.runc ?? '/usr/sbin/runc';
@@ -374,16 +378,36 @@ export class ConmonRuntime {
     return { pid: pidMsg.data, exitCode, attach };
   }
 
-  /** A streamed, non-TTY exec run by runc as the daemon's child (runc-exec.ts: why no conmon). */
+  /**
+   * A streamed, non-TTY exec as the daemon's child (runc-exec.ts: why no conmon): by our own helper
+   * when it can honour the spec (native-exec.ts), else by runc.
+   */
   async execDirect(
     id: string,
     execDir: string,
-    processSpec: unknown,
-    opts: { stdin: boolean },
+    processSpec: ExecProcess,
+    opts: { stdin: boolean; initPid: number; seccomp?: OciSeccomp },
   ): Promise<DirectExec> {
+    const helper = this.execHelper.path();
+    const settings = helper
+      ? execSettings(opts.initPid, processSpec, opts.seccomp, this.seccompCache())
+      : undefined;
+    if (helper && settings) return nativeExec(helper, settings, opts);
     await fsp.mkdir(execDir, { recursive: true });
     await fsp.writeFile(path.join(execDir, 'process.json'), JSON.stringify(processSpec));
     return runcExec(this.runc, this.paths.runcRoot, id, execDir, opts);
+  }
+
+  private seccompCacheDir?: string;
+
+  /** Where the exec helper keeps compiled seccomp filters (beside runc's state, gone with a reboot). */
+  private seccompCache(): string {
+    if (!this.seccompCacheDir) {
+      const dir = path.join(path.dirname(this.paths.runcRoot), 'seccomp');
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      this.seccompCacheDir = dir;
+    }
+    return this.seccompCacheDir;
   }
 
   /** Connects to conmon's attach socket (through /proc/self/fd: bundle paths can exceed 108 bytes). */

@@ -135,12 +135,12 @@ function runcError(logFile: string): string | undefined {
   return msg;
 }
 
-function signalNumber(signal: NodeJS.Signals | null): number {
+export function signalNumber(signal: NodeJS.Signals | null): number {
   return (signal && os.constants.signals[signal]) || 9;
 }
 
 /** runc's stdio pipes as an AttachConnection; output is held until the process is known to run. */
-class PipeAttach implements AttachConnection {
+export class PipeAttach implements AttachConnection {
   private dataCb?: (stream: OutputStream, data: Buffer) => void;
   private endCbs: (() => void)[] = [];
   private ended = false;
