@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { cgroupPids, isCgroupV2, sampleCgroup } from '../../src/engine/runtime/cgroups.js';
+import { cgroupPids, isCgroupV2, procsFilesOf, sampleCgroup } from '../../src/engine/runtime/cgroups.js';
 
 function tree(files: Record<string, string>): string {
   const root = mkdtempSync(path.join(os.tmpdir(), 'berth-cgroup-'));
@@ -104,4 +104,32 @@ test('cgroup v1: per-controller hierarchies, and an unlimited memory cgroup read
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('joining the cgroups of a process: v1 per controller, hybrid, pure v2, a cgroup-namespaced mount', () => {
+  const hybrid = [
+    '30 25 0:26 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw,nsdelegate',
+    '31 25 0:27 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd',
+    '32 25 0:28 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct',
+    '33 25 0:29 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids',
+  ].join('\n');
+  const procs = '3:pids:/berth/x\n2:cpu,cpuacct:/berth/x\n1:name=systemd:/berth/x\n0::/berth/x\n';
+  assert.deepEqual(procsFilesOf(procs, hybrid), [
+    '/sys/fs/cgroup/pids/berth/x/cgroup.procs',
+    '/sys/fs/cgroup/cpu,cpuacct/berth/x/cgroup.procs',
+    '/sys/fs/cgroup/systemd/berth/x/cgroup.procs',
+    '/sys/fs/cgroup/unified/berth/x/cgroup.procs',
+  ]);
+  // a v1 hierarchy the daemon cannot reach: the helper must not run (runc takes the exec)
+  assert.equal(procsFilesOf('4:memory:/berth/x\n', hybrid), undefined);
+  // no v2 mount at all: the empty unified hierarchy is skipped
+  assert.deepEqual(procsFilesOf('3:pids:/berth/x\n0::/\n', hybrid.split('\n').slice(1).join('\n')), [
+    '/sys/fs/cgroup/pids/berth/x/cgroup.procs',
+  ]);
+  const v2 = '25 20 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw';
+  assert.deepEqual(procsFilesOf('0::/berth/x\n', v2), ['/sys/fs/cgroup/berth/x/cgroup.procs']);
+  // the daemon itself in a cgroup namespace whose root is /outer
+  const nested = '25 20 0:22 /outer /sys/fs/cgroup rw - cgroup2 cgroup2 rw';
+  assert.deepEqual(procsFilesOf('0::/outer/berth/x\n', nested), ['/sys/fs/cgroup/berth/x/cgroup.procs']);
+  assert.equal(procsFilesOf('0::/elsewhere/x\n', nested), undefined);
 });

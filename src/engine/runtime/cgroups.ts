@@ -171,13 +171,10 @@ interface CgroupMount {
   mountPoint: string;
 }
 
-let mountsCache: CgroupMount[] | undefined;
-
-/** The host's cgroup mounts, from /proc/self/mountinfo (read once: they do not move). */
-function cgroupMounts(): CgroupMount[] {
-  if (mountsCache) return mountsCache;
+/** The cgroup mounts listed in a mountinfo text. */
+function parseCgroupMounts(mountinfo: string): CgroupMount[] {
   const out: CgroupMount[] = [];
-  for (const line of (read('/proc/self/mountinfo') ?? '').split('\n')) {
+  for (const line of mountinfo.split('\n')) {
     const sep = line.indexOf(' - ');
     if (sep < 0) continue;
     const [fstype, , superOpts = ''] = line.slice(sep + 3).split(' ');
@@ -190,7 +187,6 @@ function cgroupMounts(): CgroupMount[] {
       mountPoint: unescapeMount(f[4]),
     });
   }
-  mountsCache = out;
   return out;
 }
 
@@ -199,23 +195,22 @@ function unescapeMount(s: string): string {
 }
 
 /**
- * The cgroup.procs file of every hierarchy the process is in (what joining its cgroups writes to);
- * undefined if one of them is not mounted where the daemon can reach it.
+ * The cgroup.procs file of every hierarchy in a /proc/<pid>/cgroup text, given the host's
+ * mountinfo; undefined if one of them is not mounted where the daemon can reach it.
  */
-export function cgroupProcsFiles(pid: number): string[] | undefined {
-  const text = read(`/proc/${pid}/cgroup`);
-  if (!text) return undefined;
+export function procsFilesOf(cgroupText: string, mountinfo: string): string[] | undefined {
+  const mounts = parseCgroupMounts(mountinfo);
   const files: string[] = [];
-  for (const line of text.split('\n')) {
+  for (const line of cgroupText.split('\n')) {
     const m = /^\d+:([^:]*):(.*)$/.exec(line);
     if (!m) continue;
     const [, controllers, rel] = m;
     const want = controllers ? controllers.split(',') : [];
-    const mount = cgroupMounts().find((mt) =>
+    const mount = mounts.find((mt) =>
       want.length ? mt.version === 1 && want.every((c) => mt.options.has(c)) : mt.version === 2,
     );
     if (!mount) {
-      // an unmounted hierarchy (e.g. an empty v2 one nobody mounted) holds nothing to join
+      // an unmounted v2 hierarchy (the empty one of a v1 host nobody mounted) holds nothing to join
       if (!want.length) continue;
       return undefined;
     }
@@ -224,4 +219,14 @@ export function cgroupProcsFiles(pid: number): string[] | undefined {
     files.push(path.join(mount.mountPoint, inside, 'cgroup.procs'));
   }
   return files;
+}
+
+let mountinfoCache: string | undefined;
+
+/** The cgroup.procs files to write to join the cgroups of process `pid` (mounts read once). */
+export function cgroupProcsFiles(pid: number): string[] | undefined {
+  const text = read(`/proc/${pid}/cgroup`);
+  if (!text) return undefined;
+  mountinfoCache ??= read('/proc/self/mountinfo') ?? '';
+  return procsFilesOf(text, mountinfoCache);
 }
