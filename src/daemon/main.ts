@@ -190,6 +190,9 @@ async function listen(engine: Engine, l: Listener, opts: DaemonOptions): Promise
       requestCert: opts.tlsVerify,
       rejectUnauthorized: opts.tlsVerify,
       maxHeaderSize: 1024 * 1024,
+      // A client that has no stdin to send half-closes a hijacked attach (docker run does); the
+      // output must still reach it. The plain server keeps half-open connections too.
+      allowHalfOpen: true,
     });
     // Reuse the request handler and upgrade listeners of the plain server.
     for (const ev of ['request', 'upgrade'] as const)
