@@ -9,9 +9,12 @@ import { api, type Daemon, type Workload } from './harness.js';
 
 const DOCKER_CLI = '/usr/local/bin/docker';
 
-/** The engine's own CLI: berth for berthd, the docker CLI for dockerd. */
+/**
+ * The engine's own CLI as a user runs it: `berth` (bin/berth, what setup.sh links onto PATH) for
+ * berthd, the docker CLI for dockerd.
+ */
 function ownCli(d: Daemon, root: string): string[] {
-  return d.name === 'berth' ? [process.execPath, path.join(root, 'bin/berth.js')] : [DOCKER_CLI];
+  return d.name === 'berth' ? [path.join(root, 'bin/berth')] : [DOCKER_CLI];
 }
 
 function cli(argv: string[], d: Daemon, args: string[]): string {

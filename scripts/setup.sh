@@ -29,7 +29,7 @@ fi
 npm run build --silent
 
 if [ "$(id -u)" -eq 0 ]; then
-  ln -sf "$PWD/bin/berth.js" /usr/local/bin/berth
+  ln -sf "$PWD/bin/berth" /usr/local/bin/berth
   ln -sf "$PWD/bin/berthd.js" /usr/local/bin/berthd
   # With no internet, the local hub is docker.io's mirror: berthd serves it and pulls through it.
   if [ ! -f /etc/berth/daemon.json ]; then

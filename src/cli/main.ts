@@ -1,11 +1,10 @@
 /**
  * berth: the command-line client. Docker's command names, flags, output and exit codes.
  */
-import { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
 import { ApiError } from '../client/client.js';
-import { ComposeError } from '../compose/errors.js';
 import { buildCommands } from './commands/build.js';
-import { containerCommands, runCommandOf } from './commands/containers.js';
+import { containerCommands } from './commands/containers.js';
 import { cpCommand } from './commands/cp.js';
 import { daemonCommands } from './commands/daemon.js';
 import { searchCommand } from './commands/search.js';
@@ -14,9 +13,11 @@ import { registryCommands } from './commands/registry.js';
 import { networkCommands } from './commands/network.js';
 import { systemCommands } from './commands/system.js';
 import { inspectVolume, volumeCommands } from './commands/volumes.js';
-import { type CliContext, closeClient, connect } from './context.js';
-import { describeError, ExitError } from './errors.js';
+import { type CliContext, connect } from './context.js';
+import { ExitError } from './errors.js';
 import { printInspect } from './output.js';
+import { configureErrors, globalProgram, requestedCommand, runProgram, startCli } from './program.js';
+import { buildRunProgram } from './run-main.js';
 
 /** Command groups heavy to load (the hub server, compose's YAML and engine): loaded only when used. */
 interface LazyGroups {
@@ -40,43 +41,13 @@ function placeholder(program: Command, name: string, description: string): void 
  * Commands set up alone when they are the one asked for, sparing the set-up of all the others
  * (`run` declares ~100 flags, twice with `container run`): its start-up latency is the one users feel.
  */
-const SOLO: Record<string, (program: Command, ctx: CliContext) => void> = { run: runCommandOf };
-
-/** The command asked for, when only the global -H/--host and -D/--debug come before it. */
-function requestedCommand(argv: string[]): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '-H' || a === '--host') i++;
-    else if (!a.startsWith('-')) return a;
-    else if (!['-D', '--debug'].includes(a) && !a.startsWith('--host=')) return undefined;
-  }
-  return undefined;
-}
+const SOLO: Record<string, (ctx: CliContext) => Command> = { run: buildRunProgram };
 
 export function buildProgram(ctx: CliContext, lazy: LazyGroups = {}, only?: string): Command {
+  if (only !== undefined && Object.hasOwn(SOLO, only)) return SOLO[only](ctx);
   const program = globalProgram(ctx);
-  const solo = only !== undefined && Object.hasOwn(SOLO, only) ? SOLO[only] : undefined;
-  if (solo) {
-    solo(program, ctx);
-    configureErrors(program);
-    return program;
-  }
   allCommands(program, ctx, lazy);
   configureErrors(program);
-  return program;
-}
-
-function globalProgram(ctx: CliContext): Command {
-  const program = new Command('berth')
-    .description('A container platform that speaks Docker')
-    .option('-H, --host <host>', 'daemon socket to connect to')
-    .option('-D, --debug', 'enable debug mode')
-    .version('Berth version 0.1.0', '-v, --version', 'print version information and quit')
-    .showSuggestionAfterError(true)
-    .enablePositionalOptions();
-  program.hook('preAction', (cmd) => {
-    ctx.hostFlag = (cmd.opts() as { host?: string }).host;
-  });
   return program;
 }
 
@@ -138,53 +109,11 @@ function allCommands(program: Command, ctx: CliContext, lazy: LazyGroups): void 
     });
 }
 
-/** Flag errors exit 125 with Docker's hint, like the docker CLI. */
-function configureErrors(cmd: Command): void {
-  cmd.exitOverride();
-  cmd.configureOutput({
-    writeErr: (s) => process.stderr.write(s),
-    outputError: (s, write) => write(s.replace(/^error: /, '')),
-  });
-  for (const sub of cmd.commands) configureErrors(sub);
-}
-
 export async function runCliArgs(argv: string[]): Promise<number> {
   const ctx: CliContext = {};
-  const program = buildProgram(ctx, await loadLazyGroups(argv), requestedCommand(argv));
-  try {
-    await program.parseAsync(argv, { from: 'user' });
-    return 0;
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0)
-        return 0;
-      if (err.code === 'commander.help') return 0;
-      process.stderr.write(`See 'berth --help'.\n`);
-      return 125;
-    }
-    if (err instanceof ComposeError) {
-      process.stderr.write(err.message + '\n');
-      return 1;
-    }
-    if (err instanceof ExitError) {
-      if (err.message) process.stderr.write(err.message + '\n');
-      return err.code;
-    }
-    process.stderr.write(describeError(err) + '\n');
-    return 1;
-  } finally {
-    closeClient();
-  }
+  return runProgram(buildProgram(ctx, await loadLazyGroups(argv), requestedCommand(argv)), argv);
 }
 
 export function runCli(): void {
-  runCliArgs(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      process.stderr.write(`${describeError(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
+  startCli(runCliArgs);
 }

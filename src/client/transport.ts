@@ -34,13 +34,20 @@ export function parseEndpoint(host: string, env: NodeJS.ProcessEnv = process.env
     const verify = env.DOCKER_TLS_VERIFY !== undefined && env.DOCKER_TLS_VERIFY !== '';
     const certPath = env.DOCKER_CERT_PATH;
     const ep: Endpoint = { host, hostname: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 2375) };
-    if (verify || host.startsWith('https://')) {
+    if (usesTls(host, env)) {
       const read = (f: string) => (certPath ? readFileSync(path.join(certPath, f)) : undefined);
       ep.tls = { ca: read('ca.pem'), cert: read('cert.pem'), key: read('key.pem'), verify };
     }
     return ep;
   }
   throw new Error(`invalid host ${JSON.stringify(host)}: use unix:///path or tcp://host:port`);
+}
+
+/** Whether the client speaks TLS to a host: https://, or tcp:// or http:// with DOCKER_TLS_VERIFY set. */
+export function usesTls(host: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (host.startsWith('https://')) return true;
+  if (!host.startsWith('tcp://') && !host.startsWith('http://')) return false;
+  return env.DOCKER_TLS_VERIFY !== undefined && env.DOCKER_TLS_VERIFY !== '';
 }
 
 export interface RawResponse {
