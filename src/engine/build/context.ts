@@ -1,6 +1,7 @@
 /**
  * The build context: the request body (a tar, plain or compressed, or a bare Dockerfile) read in one
- * pass. While it streams in, its bytes are spooled (in memory up to a limit, to a file in a private
+ * pass, chunk by chunk as the socket delivers them (tarreader.ts: no stream per entry, no copies, so
+ * the daemon's cost per byte is little more than the sha256 of it). While it streams in, its bytes are spooled (in memory up to a limit, to a file in a private
  * directory beyond it) and its entries are indexed in memory (type, mode, size, link target and a
  * sha256 of each file's content), so a fully cached build never writes the context out as files nor
  * reads it twice: COPY/ADD checksums come from the index. The context is unpacked (from the spool,
@@ -15,13 +16,12 @@
 import { createHash, type Hash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { pipeline, type Readable, Transform } from 'node:stream';
-import { pipeline as pipelineAsync } from 'node:stream/promises';
-import tar from 'tar-stream';
-import { decompressStream, peekStream } from '../../common/decompress.js';
+import { finished, PassThrough, pipeline, type Readable } from 'node:stream';
+import { decompressStream, detectCompression } from '../../common/decompress.js';
 import { BerthError, invalidArgument, notFound } from '../../common/errors.js';
 import { resolveWithin } from '../../common/rootpath.js';
 import { checkSymlinkTarget, cleanEntryName, entryError, extractLayer } from '../../common/safetar.js';
+import { type TarEntryContent, type TarHeader, TarReader } from '../../common/tarreader.js';
 import { cleanSourcePath, globToRegExp } from './copy.js';
 import { Spool } from './spool.js';
 
@@ -36,6 +36,7 @@ const SMALL_FILE = 64 * 1024;
 const MEMORY_BUDGET = 8 * 1024 * 1024;
 /** Contexts up to this size stay in memory; bigger ones are spooled to a file. */
 const MEMORY_SPOOL = 32 * 1024 * 1024;
+const MAX_DOCKERFILE = 10 * 1024 * 1024;
 const WHITEOUT_PREFIX = '.wh.';
 const WHITEOUT_META_PREFIX = '.wh..wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -195,23 +196,20 @@ export class BuildContext {
 
   // --- building the index, entry by entry (the layer extractor's rules) ---
 
-  /** Adds one tar entry; a file's content is hashed as it streams by. */
-  async add(h: tar.Header, stream: Readable): Promise<void> {
+  /** Adds one tar entry; a regular file's content is hashed as it streams by, into the sink returned. */
+  add(h: TarHeader): TarEntryContent | undefined {
     const name = h.name;
     const rel = cleanEntryName(name);
+    if (rel === '') return undefined;
     const type = h.type ?? 'file';
-    if ((type !== 'file' && type !== 'contiguous-file') || rel === '') {
-      stream.resume();
-      if (rel === '') return;
-    }
     const parts = rel.split('/');
     const base = parts[parts.length - 1];
     const dir = parts.slice(0, -1).join('/');
     if (base === OPAQUE) {
       this.ensureParents(parts, name);
-      return;
+      return undefined;
     }
-    if (parts.some((p) => p.startsWith(WHITEOUT_META_PREFIX))) return;
+    if (parts.some((p) => p.startsWith(WHITEOUT_META_PREFIX))) return undefined;
     for (const p of parts.slice(0, -1))
       if (p.startsWith(WHITEOUT_PREFIX)) throw entryError(name, 'a whiteout cannot be a directory');
     if (base.startsWith(WHITEOUT_PREFIX)) {
@@ -220,7 +218,7 @@ export class BuildContext {
       this.ensureParents(parts, name);
       const v = dir ? `${dir}/${victim}` : victim;
       if (!this.entries.has(v)) this.entries.set(v, { mode: S_IFCHR, size: 0 });
-      return;
+      return undefined;
     }
     this.ensureParents(parts, name);
     const perm = (h.mode ?? 0o644) & 0o7777;
@@ -229,33 +227,23 @@ export class BuildContext {
         const was = this.entries.get(rel);
         if (!was || !isDir(was)) this.clear(rel);
         this.entries.set(rel, { mode: S_IFDIR | perm, size: 0 });
-        return;
+        return undefined;
       }
       case 'file':
       case 'contiguous-file': {
         this.clear(rel);
-        const size = h.size ?? 0;
+        const size = h.size;
         const keep = size <= SMALL_FILE && size <= this.budget;
         if (keep) this.budget -= size;
-        const hash = createHash('sha256');
-        const chunks: Buffer[] = [];
-        for await (const c of stream) {
-          hash.update(c as Buffer);
-          if (keep) chunks.push(c as Buffer);
-        }
-        this.entries.set(rel, {
-          mode: S_IFREG | perm,
-          size,
-          digest: hash.digest('hex'),
-          ...(keep ? { data: Buffer.concat(chunks) } : {}),
-        });
-        return;
+        return new FileDigest(keep, (digest, data) =>
+          this.entries.set(rel, { mode: S_IFREG | perm, size, digest, ...(data ? { data } : {}) }),
+        );
       }
       case 'symlink': {
-        const link = checkSymlinkTarget(name, dir, h.linkname);
+        const link = checkSymlinkTarget(name, dir, h.linkname ?? undefined);
         this.clear(rel);
         this.entries.set(rel, { mode: S_IFLNK | 0o777, size: link.length, link });
-        return;
+        return undefined;
       }
       case 'link': {
         const targetRel = cleanEntryName(h.linkname ?? '');
@@ -271,13 +259,13 @@ export class BuildContext {
         if (isDir(target)) throw entryError(name, 'hardlink to a directory');
         this.clear(rel);
         this.entries.set(rel, target);
-        return;
+        return undefined;
       }
       case 'character-device':
         if ((h.devmajor ?? 0) === 0 && (h.devminor ?? 0) === 0) {
           this.clear(rel);
           this.entries.set(rel, { mode: S_IFCHR, size: 0 });
-          return;
+          return undefined;
         }
         throw entryError(name, 'device nodes are not allowed in layers');
       case 'block-device':
@@ -285,9 +273,9 @@ export class BuildContext {
       case 'fifo':
         this.clear(rel);
         this.entries.set(rel, { mode: S_IFIFO | perm, size: 0 });
-        return;
+        return undefined;
       default:
-        throw entryError(name, `unsupported entry type ${type}`);
+        throw entryError(name, `unsupported entry type ${String(type)}`);
     }
   }
 
@@ -324,99 +312,210 @@ export class BuildContext {
   }
 }
 
-/** A tar has "ustar" at offset 257; gzip/zstd are unwrapped first. */
+/** A regular file's content on its way into the index: hashed, and kept when small. */
+class FileDigest implements TarEntryContent {
+  private readonly hash = createHash('sha256');
+  private readonly chunks: Buffer[] | undefined;
+
+  constructor(
+    keep: boolean,
+    private readonly done: (digest: string, data: Buffer | undefined) => void,
+  ) {
+    if (keep) this.chunks = [];
+  }
+
+  data(chunk: Buffer): void {
+    this.hash.update(chunk);
+    this.chunks?.push(chunk);
+  }
+
+  end(): void {
+    // A copy: the slices point into network chunks many times their size.
+    this.done(this.hash.digest('hex'), this.chunks && Buffer.concat(this.chunks));
+  }
+}
+
+/**
+ * Reads the body: a tar (plain, or gzip/zstd), or else a Dockerfile alone. A tar has "ustar" at
+ * offset 257, an empty one is a zero block; anything else is a Dockerfile.
+ */
 export async function receiveContext(
   body: Readable,
   dir: string,
   memoryLimit = MEMORY_SPOOL,
 ): Promise<BuildContext> {
   await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
-  const { stream: plain } = await decompressStream(body);
-  const peeked = await peekStream(plain, 512);
-  const isTar = peeked.head.length >= 262 && peeked.head.toString('latin1', 257, 262) === 'ustar';
-  const emptyTar = peeked.head.length === 512 && peeked.head.every((b) => b === 0);
-  if (!isTar && !emptyTar && peeked.head.length > 0) {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const c of peeked.stream) {
-      size += (c as Buffer).length;
-      if (size > 10 * 1024 * 1024) throw new Error('the Dockerfile is larger than 10 MB');
-      chunks.push(c as Buffer);
-    }
-    const ctx = new BuildContext(dir, true);
-    const data = Buffer.concat(chunks);
-    ctx.entries.set('Dockerfile', {
-      mode: S_IFREG | 0o644,
-      size: data.length,
-      digest: createHash('sha256').update(data).digest('hex'),
-      data,
-    });
-    return ctx;
-  }
-  if (peeked.head.length === 0) return new BuildContext(dir, false);
-  const spool = new Spool(path.join(dir, 'context.tar'), memoryLimit);
-  const ctx = new BuildContext(dir, false, spool);
-  const padded = endBlocks();
-  pipeline(peeked.stream, padded, () => undefined);
-  await indexAndSpool(padded, ctx, spool);
-  return ctx;
+  const { head, compressed } = await readHead(body);
+  const reader = new ContextReader(dir, memoryLimit);
+  if (compressed) {
+    // Rare (a client's own compressed tar): through the decompressor's stream.
+    const input = new PassThrough();
+    for (const c of head) input.write(c);
+    pipeline(body, input, () => undefined);
+    const { stream } = await decompressStream(input);
+    await reader.consume([], stream);
+  } else await reader.consume(head, body);
+  return reader.context();
 }
 
-/** One pass over the tar: every byte to the spool, every entry into the index. */
-async function indexAndSpool(input: Readable, ctx: BuildContext, spool: Spool): Promise<void> {
-  const tee = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      spool.write(chunk).then(
-        () => cb(null, chunk),
-        (err: unknown) => cb(err as Error),
-      );
-    },
-    flush(cb) {
-      spool.end().then(
-        () => cb(),
-        (err: unknown) => cb(err as Error),
-      );
-    },
+/** The first chunks of `body` (at least 4 bytes unless it is shorter), and whether they start a compressed stream. */
+function readHead(body: Readable): Promise<{ head: Buffer[]; compressed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const head: Buffer[] = [];
+    let size = 0;
+    const done = (err?: Error | null) => {
+      body.off('data', onData);
+      body.pause();
+      stop();
+      if (err) reject(err);
+      else resolve({ head, compressed: detectCompression(Buffer.concat(head, Math.min(size, 4))) !== 'none' });
+    };
+    const onData = (c: Buffer) => {
+      head.push(c);
+      size += c.length;
+      if (size >= 4) done();
+    };
+    body.on('data', onData);
+    const stop = finished(body, (err) => done(err));
   });
-  const extract = tar.extract();
-  extract.on('error', () => undefined);
-  let last: Promise<void> = Promise.resolve();
-  extract.on('entry', (header, source, next) => {
-    const stream = source as unknown as Readable;
-    stream.on('error', () => undefined);
-    last = ctx.add(header, stream);
-    last.then(
-      () => next(),
-      (err: unknown) => {
-        stream.resume();
-        next(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
-  try {
-    await pipelineAsync(input, tee, extract);
-    await last;
-  } catch (err) {
-    await last.catch(() => undefined);
-    await spool.close();
-    if (err instanceof BerthError || !(err instanceof Error) || (err as NodeJS.ErrnoException).code) throw err;
-    throw invalidArgument(`invalid layer tar: ${err.message}`);
-  }
 }
 
 /**
- * The docker CLI's `-f -` context ends right after the last entry's data, without its padding or
- * the end-of-archive blocks (Go's tar reader accepts that); this supplies them.
+ * One pass over the body: it is told apart (tar or Dockerfile) on its first 512 bytes; a tar's bytes
+ * all go to the spool and its entries into the index as they arrive.
  */
-function endBlocks(): Transform {
-  let size = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      size += chunk.length;
-      cb(null, chunk);
-    },
-    flush(cb) {
-      cb(null, Buffer.alloc(((512 - (size % 512)) % 512) + 1024));
-    },
-  });
+class ContextReader {
+  private head: Buffer[] = [];
+  private headSize = 0;
+  private mode: 'head' | 'tar' | 'dockerfile' = 'head';
+  private size = 0;
+  private spool?: Spool;
+  private tar?: TarReader;
+  private ctx?: BuildContext;
+  private dockerfile: Buffer[] = [];
+
+  constructor(
+    private readonly dir: string,
+    private readonly memoryLimit: number,
+  ) {}
+
+  /** Reads `first` then the rest of `source`, with the spool's back-pressure. */
+  async consume(first: Buffer[], source: Readable): Promise<void> {
+    try {
+      for (const c of first) await this.write(c);
+      await new Promise<void>((resolve, reject) => {
+        let failed = false;
+        const fail = (err: unknown) => {
+          if (failed) return;
+          failed = true;
+          source.off('data', onData);
+          stop();
+          // The rest of the body is read and dropped, so the client gets the error as an answer
+          // rather than a connection reset.
+          source.on('error', () => undefined);
+          source.resume();
+          reject(err);
+        };
+        const onData = (c: Buffer) => {
+          let wait: Promise<void> | undefined;
+          try {
+            wait = this.write(c);
+          } catch (err) {
+            fail(err);
+            return;
+          }
+          if (!wait) return;
+          source.pause();
+          wait.then(() => {
+            if (!failed) source.resume();
+          }, fail);
+        };
+        source.on('data', onData);
+        const stop = finished(source, (err) => {
+          if (err) fail(err);
+          else if (!failed) resolve();
+        });
+        source.resume();
+      });
+      await this.end();
+    } catch (err) {
+      await this.spool?.close();
+      if (this.mode !== 'tar' || err instanceof BerthError || !(err instanceof Error) || (err as NodeJS.ErrnoException).code)
+        throw err;
+      throw invalidArgument(`invalid layer tar: ${err.message}`);
+    }
+  }
+
+  context(): BuildContext {
+    return this.ctx!;
+  }
+
+  private write(c: Buffer): Promise<void> | undefined {
+    if (this.mode === 'head') {
+      this.head.push(c);
+      this.headSize += c.length;
+      if (this.headSize < 512) return undefined;
+      return this.decide();
+    }
+    this.size += c.length;
+    if (this.mode === 'dockerfile') {
+      if (this.size > MAX_DOCKERFILE) throw new Error('the Dockerfile is larger than 10 MB');
+      this.dockerfile.push(c);
+      return undefined;
+    }
+    this.tar!.write(c);
+    return this.spool!.write(c);
+  }
+
+  /** The first 512 bytes (or all there is) are in: a tar, an empty tar, or a Dockerfile. */
+  private decide(): Promise<void> | undefined {
+    const first = Buffer.concat(this.head, Math.min(this.headSize, 512));
+    const isTar = first.length >= 262 && first.toString('latin1', 257, 262) === 'ustar';
+    const emptyTar = first.length === 512 && first.every((b) => b === 0);
+    if (isTar || emptyTar) {
+      this.spool = new Spool(path.join(this.dir, 'context.tar'), this.memoryLimit);
+      this.ctx = new BuildContext(this.dir, false, this.spool);
+      const ctx = this.ctx;
+      this.tar = new TarReader((h) => ctx.add(h));
+      this.mode = 'tar';
+    } else this.mode = 'dockerfile';
+    return this.writeAll(this.head.splice(0), 0);
+  }
+
+  private writeAll(chunks: Buffer[], from: number): Promise<void> | undefined {
+    for (let i = from; i < chunks.length; i++) {
+      const wait = this.write(chunks[i]);
+      if (wait) return wait.then(() => this.writeAll(chunks, i + 1));
+    }
+    return undefined;
+  }
+
+  private async end(): Promise<void> {
+    if (this.mode === 'head') {
+      if (this.headSize === 0) {
+        this.ctx = new BuildContext(this.dir, false);
+        return;
+      }
+      await this.decide();
+    }
+    if (this.mode === 'dockerfile') {
+      const data = Buffer.concat(this.dockerfile);
+      this.ctx = new BuildContext(this.dir, true);
+      this.ctx.entries.set('Dockerfile', {
+        mode: S_IFREG | 0o644,
+        size: data.length,
+        digest: createHash('sha256').update(data).digest('hex'),
+        data,
+      });
+      return;
+    }
+    // The docker CLI's `-f -` context ends right after the last entry's data, without its padding or
+    // the end-of-archive blocks (Go's tar reader accepts that): they are supplied here, to the spool
+    // too, so the extractor reads a whole archive.
+    const end = Buffer.alloc(((512 - (this.size % 512)) % 512) + 1024);
+    this.tar!.write(end);
+    this.tar!.end();
+    await this.spool!.write(end);
+    await this.spool!.end();
+  }
 }

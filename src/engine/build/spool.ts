@@ -25,13 +25,16 @@ export class Spool {
     private readonly memoryLimit: number,
   ) {}
 
-  /** Takes a chunk (kept, not copied); resolves when the spool is ready for the next one. */
-  async write(chunk: Buffer): Promise<void> {
-    if (this.failed) throw this.failed;
+  /**
+   * Takes a chunk (kept, not copied). Returns a promise when the spool wants the writer to wait
+   * for it before the next chunk, nothing when it can take the next one at once.
+   */
+  write(chunk: Buffer): Promise<void> | undefined {
+    if (this.failed) return Promise.reject(this.failed);
     if (!this.fd && this.size + chunk.length <= this.memoryLimit) {
       this.chunks.push(chunk);
       this.size += chunk.length;
-      return;
+      return undefined;
     }
     if (!this.fd) {
       this.fd = fsp.open(this.file, 'wx', 0o600);
@@ -42,8 +45,12 @@ export class Spool {
     this.batch.push(chunk);
     this.batchSize += chunk.length;
     this.size += chunk.length;
-    if (this.batchSize < WRITE_BATCH) return;
+    if (this.batchSize < WRITE_BATCH) return undefined;
     this.flushBatch();
+    return this.inFlight.size >= IN_FLIGHT ? this.room() : undefined;
+  }
+
+  private async room(): Promise<void> {
     while (this.inFlight.size >= IN_FLIGHT) await Promise.race(this.inFlight);
     if (this.failed) throw this.failed;
   }

@@ -204,10 +204,11 @@ export class ImageStore {
     if (ref.digest) throw invalidArgument('refusing to create a tag with a digest reference');
     const key = refString(withDefaultTag(ref));
     const previous = this.tags.get(key);
+    // Unchanged (a cached rebuild tags the image it had): no write, no event.
+    if (previous === id) return;
     this.tags.set(key, id);
     await this.saveRepositories();
-    if (previous !== id)
-      this.events?.publish('image', 'tag', id, { name: familiarString(withDefaultTag(ref)) });
+    this.events?.publish('image', 'tag', id, { name: familiarString(withDefaultTag(ref)) });
   }
 
   async setDigestRef(name: string, digest: Digest, id: Digest): Promise<void> {
