@@ -5,10 +5,18 @@
  * grows it to 16 MiB and never gives it back. Measured (daemon RSS after 5 logs of 200,000 lines
  * and 5 execs / daemon CPU for the logs): 1 MiB 77-94 MiB / slower (early promotion),
  * 4 MiB 72 MiB / fastest, 16 MiB 93-98 MiB.
+ *
+ * An old generation allowed 64 MiB before V8 collects it in full: V8 counts the Buffers allocated
+ * since the last full GC against that limit (every request body chunk is one, copied by Node's
+ * HTTP parser), and the default limit (about twice the ~10 MiB a daemon holds) meant one full GC
+ * per 20 MB build context, whatever its garbage. Young collections still free short-lived chunks,
+ * and the idle trim (idletrim.ts) collects in full anyway once the daemon is idle, so idle memory
+ * is unchanged. Measured on a fully cached 20 MB build: one full GC in ten builds instead of one
+ * per build, daemon CPU 111 -> 96 ms, wall 193 -> 171 ms.
  */
 import { native } from '../common/native.js';
 
-export const DAEMON_V8_FLAGS = ['--max-semi-space-size=4'];
+export const DAEMON_V8_FLAGS = ['--max-semi-space-size=4', '--initial-old-space-size=64'];
 
 /**
  * glibc malloc settings for the re-executed daemon (read by malloc at process start): buffers of
