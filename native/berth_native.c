@@ -3,7 +3,8 @@
  * mknod (whiteouts, fifos), extended attributes (overlay opaque dirs, layer xattrs),
  * mount/umount2 (overlay snapshots), execve (the daemon launcher restarting itself with V8 flags
  * under the same pid), malloc_trim (an idle daemon handing freed heap back), a sealed memfd copy
- * of the exec helper (native/berth_exec.c). Each throws an Error
+ * of the exec helper (native/berth_exec.c), posix_spawn (a monitor started without copying the
+ * daemon's page tables the way fork() does), pipe and a non-blocking waitpid. Each throws an Error
  * with .code = errno name.
  */
 #define _GNU_SOURCE
@@ -13,11 +14,14 @@
 #include <node_api.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 #ifdef __GLIBC__
@@ -296,6 +300,90 @@ static napi_value js_sealed_copy(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* pipe(): [read end, write end], both close-on-exec. */
+static napi_value js_pipe(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) return throw_errno(env, errno, "pipe2", NULL);
+  napi_value result, r, w;
+  napi_create_array_with_length(env, 2, &result);
+  napi_create_int32(env, fds[0], &r);
+  napi_create_int32(env, fds[1], &w);
+  napi_set_element(env, result, 0, r);
+  napi_set_element(env, result, 1, w);
+  return result;
+}
+
+/* spawnDetached(path, argv, env, cwd, stdio): the pid of a new process running path in its own
+ * session, with default signal dispositions and an empty signal mask (Node ignores SIGPIPE, and an
+ * ignored signal stays ignored across exec). stdio[i] becomes the child's fd i; -1 is /dev/null.
+ * glibc's posix_spawn shares the parent's memory until the exec (CLONE_VM|CLONE_VFORK), so the
+ * cost does not grow with the daemon's heap as fork()'s page-table copy does. */
+static napi_value js_spawn_detached(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!get_args(env, info, 5, argv)) return NULL;
+  char *path = get_string(env, argv[0]);
+  char **args = path ? get_string_array(env, argv[1]) : NULL;
+  char **envp = args ? get_string_array(env, argv[2]) : NULL;
+  char *cwd = envp ? get_string(env, argv[3]) : NULL;
+  uint32_t nfds = 0;
+  if (cwd && (napi_get_array_length(env, argv[4], &nfds) != napi_ok || nfds > 16)) {
+    napi_throw_type_error(env, NULL, "expected an array of fds");
+    cwd = (free(cwd), NULL);
+  }
+  napi_value result = NULL;
+  if (cwd) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    int err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    if (!err) err = posix_spawnattr_setsigdefault(&attr, &all);
+    if (!err) err = posix_spawnattr_setsigmask(&attr, &none);
+    for (uint32_t i = 0; !err && i < nfds; i++) {
+      napi_value el;
+      int32_t fd = -1;
+      napi_get_element(env, argv[4], i, &el);
+      napi_get_value_int32(env, el, &fd);
+      err = fd >= 0 ? posix_spawn_file_actions_adddup2(&fa, fd, (int)i)
+                    : posix_spawn_file_actions_addopen(&fa, (int)i, "/dev/null", O_RDWR, 0);
+    }
+    if (!err) err = posix_spawn_file_actions_addchdir_np(&fa, cwd);
+    pid_t pid = 0;
+    if (!err) err = posix_spawn(&pid, path, &fa, &attr, args, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (err) throw_errno(env, err, "posix_spawn", path);
+    else napi_create_int32(env, pid, &result);
+    free(cwd);
+  }
+  free(path);
+  free_string_array(args);
+  free_string_array(envp);
+  return result;
+}
+
+/* reap(pid): waitpid without blocking. The exit code (128 + signal after a signal), or -1 while
+ * the process runs. */
+static napi_value js_reap(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  int32_t pid = 0;
+  napi_get_value_int32(env, argv[0], &pid);
+  int status = 0;
+  pid_t r;
+  do r = waitpid(pid, &status, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return throw_errno(env, errno, "waitpid", NULL);
+  int code = r == 0 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  napi_value result;
+  napi_create_int32(env, code, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_default, NULL},
@@ -307,6 +395,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"execve", NULL, js_execve, NULL, NULL, NULL, napi_default, NULL},
       {"mallocTrim", NULL, js_malloc_trim, NULL, NULL, NULL, napi_default, NULL},
       {"sealedCopy", NULL, js_sealed_copy, NULL, NULL, NULL, napi_default, NULL},
+      {"pipe", NULL, js_pipe, NULL, NULL, NULL, napi_default, NULL},
+      {"spawnDetached", NULL, js_spawn_detached, NULL, NULL, NULL, napi_default, NULL},
+      {"reap", NULL, js_reap, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -14,6 +14,15 @@ export interface Native {
   mallocTrim?(): boolean;
   /** A sealed, close-on-exec memfd copy of a file (its fd); absent from an older addon. */
   sealedCopy?(path: string): number;
+  /** pipe2(O_CLOEXEC): [read end, write end]; absent from an older addon. */
+  pipe?(): [number, number];
+  /**
+   * posix_spawn in a new session with default signal handling; stdio[i] becomes the child's fd i
+   * (-1: /dev/null). The pid; absent from an older addon.
+   */
+  spawnDetached?(path: string, argv: string[], env: string[], cwd: string, stdio: number[]): number;
+  /** waitpid(WNOHANG): the exit code (128+signal), -1 while running; absent from an older addon. */
+  reap?(pid: number): number;
 }
 
 export const MS_RDONLY = 1;

@@ -22,6 +22,7 @@ import { replaceFile } from '../../common/atomic.js';
 import { errnoCode, internal } from '../../common/errors.js';
 import type { AttachConnection, CreateOptions, OutputStream } from './runtime.js';
 import { type ExecProcess, ExecHelper, execSettings, nativeExec } from './native-exec.js';
+import { type DetachedProcess, spawnDetached } from './detached.js';
 import { type DirectExec, runcExec } from './runc-exec.js';
 import type { OciSeccomp } from './seccomp.js';
 import type { OciSpec } from './spec.js';
@@ -99,16 +100,16 @@ export class ConmonRuntime {
       args.push('-i');
       if (!opts.stdinOnce) args.push('--leave-stdin-open');
     }
-    const child = spawn(this.conmon, args, {
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-      env: { ...process.env, _OCI_SYNCPIPE: '3' },
-      detached: true,
-      cwd: bundle,
-    });
+    let child: DetachedProcess;
+    try {
+      child = spawnDetached(this.conmon, args, { env: { ...process.env, _OCI_SYNCPIPE: '3' }, cwd: bundle });
+    } catch (err) {
+      throw new RuntimeError(`conmon failed to create the container: ${(err as Error).message}`);
+    }
     let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout!.resume();
-    const sync = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on('error', () => undefined);
+    const sync = child.sync;
     const line = await new Promise<string>((resolve) => {
       let buf = '';
       sync.on('data', (d: Buffer) => {
@@ -119,8 +120,7 @@ export class ConmonRuntime {
       sync.on('end', () => resolve(buf));
       sync.on('error', () => resolve(buf));
     });
-    sync.destroy();
-    child.unref();
+    child.release();
     let msg: { data?: number; message?: string };
     try {
       msg = JSON.parse(line) as typeof msg;
