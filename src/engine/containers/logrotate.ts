@@ -2,8 +2,15 @@
  * Log rotation for `--log-opt max-size=… max-file=…` (json-file semantics): conmon writes
  * `container.log`; when it passes max-size the daemon renames it to `.1` (older ones shift up,
  * the oldest beyond max-file is dropped) and asks conmon to reopen, so no line is lost.
+ *
+ * The size is checked when the file grows: the container's directory is watched (inotify, which
+ * follows the name across rotations, where a watch on the file would follow the renamed inode),
+ * and a burst of writes costs one stat at a time. A slow timer checks every watched container too,
+ * in case an event was missed (inotify's queue can overflow).
  */
-import { promises as fsp } from 'node:fs';
+import { type FSWatcher, promises as fsp, watch } from 'node:fs';
+import * as path from 'node:path';
+import { log } from '../../common/log.js';
 import { parseLogSize } from './create.js';
 
 export interface RotationPolicy {
@@ -52,4 +59,94 @@ export async function rotateIfNeeded(
   await fsp.rename(file, `${file}.1`);
   reopen();
   return true;
+}
+
+/** What rotating one container's log needs; undefined when it has no max-size (or is gone). */
+export interface RotationTarget {
+  file: string;
+  policy: RotationPolicy;
+  reopen: () => void;
+}
+
+interface Watched {
+  watcher?: FSWatcher;
+  /** A check is running; `again` asks for one more after it (the file grew meanwhile). */
+  busy: boolean;
+  again: boolean;
+}
+
+const FALLBACK_MS = 5000;
+
+/** Rotates the logs of running containers as they grow. */
+export class LogRotator {
+  private readonly watched = new Map<string, Watched>();
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly targetOf: (id: string) => RotationTarget | undefined) {}
+
+  /** Starts the fallback timer. */
+  start(): void {
+    this.timer = setInterval(() => {
+      for (const id of this.watched.keys()) this.check(id);
+    }, FALLBACK_MS);
+    this.timer.unref();
+  }
+
+  /** Watches a container that runs now (nothing when its log has no max-size). */
+  watch(id: string): void {
+    const target = this.targetOf(id);
+    if (!target || this.watched.has(id)) return;
+    const name = path.basename(target.file);
+    const w: Watched = { busy: false, again: false };
+    this.watched.set(id, w);
+    try {
+      w.watcher = watch(path.dirname(target.file), { persistent: false }, (_event, changed) => {
+        if (changed === null || changed === name) this.check(id);
+      });
+      w.watcher.on('error', () => this.closeWatcher(w));
+    } catch (err) {
+      // No watch (no inotify instance left, ...): the fallback timer still rotates.
+      log.debug('log rotation falls back to polling', { id, error: String(err) });
+    }
+    this.check(id);
+  }
+
+  /** The container stopped (or is removed). */
+  unwatch(id: string): void {
+    const w = this.watched.get(id);
+    if (!w) return;
+    this.watched.delete(id);
+    this.closeWatcher(w);
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const id of [...this.watched.keys()]) this.unwatch(id);
+  }
+
+  private closeWatcher(w: Watched): void {
+    w.watcher?.close();
+    w.watcher = undefined;
+  }
+
+  /** Checks (and rotates) one container's log; one check at a time, a burst of events costs one more. */
+  private check(id: string): void {
+    const w = this.watched.get(id);
+    if (!w) return;
+    if (w.busy) {
+      w.again = true;
+      return;
+    }
+    const target = this.targetOf(id);
+    if (!target) return;
+    w.busy = true;
+    void rotateIfNeeded(target.file, target.policy, target.reopen)
+      .catch((err: unknown) => log.warn('log rotation failed', { id, error: String(err) }))
+      .finally(() => {
+        w.busy = false;
+        if (!w.again) return;
+        w.again = false;
+        this.check(id);
+      });
+  }
 }

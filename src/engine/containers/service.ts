@@ -47,7 +47,7 @@ import {
   readEntries,
   readEntriesChunked,
 } from './logs.js';
-import { logFiles, rotateIfNeeded, rotationPolicy } from './logrotate.js';
+import { LogRotator, logFiles, rotationPolicy } from './logrotate.js';
 import { resolveUser } from './user.js';
 import { mountPlaceholders } from '../volumes/mounts.js';
 
@@ -144,7 +144,12 @@ export class ContainerService {
   private readonly saving = new Map<string, Promise<void>>();
   private readonly containersDir: string;
   private readonly bundlesDir: string;
-  private rotationTimer?: NodeJS.Timeout;
+  private readonly rotator = new LogRotator((id) => {
+    const rec = this.records.get(id);
+    const policy = rec?.state.Running ? rotationPolicy(rec.hostConfig.LogConfig.Config) : undefined;
+    if (!policy) return undefined;
+    return { file: this.logPath(id), policy, reopen: () => this.d.runtime.reopenLog(this.bundle(id)) };
+  });
 
   constructor(private readonly d: ContainerDeps) {
     this.containersDir = path.join(d.dataRoot, 'containers');
@@ -184,20 +189,7 @@ export class ContainerService {
       [...this.records.values()].map((r) => ({ id: r.id, running: r.state.Running, mounts: r.mounts ?? [] })),
     );
     for (const rec of this.records.values()) await this.recover(rec);
-    this.rotationTimer = setInterval(() => void this.rotateLogs(), 1000);
-    this.rotationTimer.unref();
-  }
-
-  /** One pass of log rotation over the running containers that have a max-size. */
-  private async rotateLogs(): Promise<void> {
-    for (const rec of this.records.values()) {
-      if (!rec.state.Running) continue;
-      const policy = rotationPolicy(rec.hostConfig.LogConfig.Config);
-      if (!policy) continue;
-      await rotateIfNeeded(this.logPath(rec.id), policy, () =>
-        this.d.runtime.reopenLog(this.bundle(rec.id)),
-      ).catch((err: unknown) => log.warn('log rotation failed', { id: rec.id, error: String(err) }));
-    }
+    this.rotator.start();
   }
 
   /** After a daemon restart: reattach to running containers, record exits that happened meanwhile. */
@@ -679,6 +671,7 @@ export class ContainerService {
     const gen = rec.generation;
     const w = this.d.runtime.waitExit(rec.id, this.bundle(rec.id));
     live.cancelWatch = w.cancel;
+    this.rotator.watch(rec.id);
     w.promise.then(
       (code) => this.onExit(rec.id, gen, code),
       (err: unknown) => this.onExit(rec.id, gen, 137, String(err)),
@@ -688,6 +681,7 @@ export class ContainerService {
   private async onExit(id: string, generation: number, code: number, error = ''): Promise<void> {
     const rec = this.records.get(id);
     if (!rec || rec.generation !== generation || rec.state.Status === 'exited') return;
+    this.rotator.unwatch(id);
     const bundle = this.bundle(id);
     const oom = existsSync(path.join(bundle, 'oom'));
     Object.assign(rec.state, {
@@ -1163,7 +1157,7 @@ export class ContainerService {
 
   /** Stops watching (daemon shutdown): containers keep running under conmon. */
   close(): void {
-    if (this.rotationTimer) clearInterval(this.rotationTimer);
+    this.rotator.close();
     for (const l of this.live.values()) {
       l.cancelWatch?.();
       if (l.restartTimer) clearTimeout(l.restartTimer);
