@@ -72,17 +72,40 @@ export async function runProgram(program: Command, argv: string[]): Promise<numb
   }
 }
 
-/** The process's CLI run: the arguments after `berth`, the exit code set when done. */
-export function startCli(runArgs: (argv: string[]) => Promise<number>): void {
+/**
+ * The process's CLI run: the arguments after `berth`, the exit code set when done. `exitWhenDone`
+ * (a command known to have nothing left to do once its promise settles) ends the process as soon as
+ * stdout and stderr have passed on what was written to them, sparing Node's teardown of its heap.
+ */
+export function startCli(
+  runArgs: (argv: string[]) => Promise<number>,
+  opts: { exitWhenDone?: boolean } = {},
+): void {
   const argv = process.argv.slice(2);
   if (restoreDeferredCaCerts(argv)) return;
   runArgs(argv).then(
     (code) => {
       process.exitCode = code;
+      if (opts.exitWhenDone) exitWhenFlushed(code);
     },
     (err: unknown) => {
       process.stderr.write(`${describeError(err)}\n`);
       process.exitCode = 1;
     },
   );
+}
+
+function exitWhenFlushed(code: number): void {
+  const pending = [process.stdout, process.stderr].filter((s) => s.writableLength > 0);
+  let left = pending.length;
+  if (left === 0) process.exit(code);
+  for (const s of pending) {
+    let seen = false;
+    const flushed = () => {
+      if (seen) return;
+      seen = true;
+      if (--left === 0) process.exit(code);
+    };
+    s.once('drain', flushed).once('error', flushed).once('close', flushed);
+  }
 }

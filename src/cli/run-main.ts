@@ -20,5 +20,6 @@ export function runCliArgs(argv: string[]): Promise<number> {
 }
 
 export function runCli(): void {
-  startCli(runCliArgs);
+  // A run is over when its promise settles: the container's output is written, the terminal restored.
+  startCli(runCliArgs, { exitWhenDone: true });
 }
