@@ -44,8 +44,8 @@ export interface ExtractResult {
 
 type Header = Omit<tar.Header, 'pax'> & { pax?: Record<string, string> | null };
 
-/** What we made at a path (the target starts empty, so this is everything there is). */
-type NodeKind = 'dir' | 'file' | 'symlink' | 'fifo' | 'whiteout';
+/** What a layer holds at a path (for the extractor: what it made; the target starts empty). */
+export type NodeKind = 'dir' | 'file' | 'symlink' | 'fifo' | 'whiteout';
 
 export function entryError(name: string, reason: string): BerthError {
   return invalidArgument(`invalid tar entry ${JSON.stringify(name)}: ${reason}`);
@@ -76,6 +76,123 @@ export function cleanEntryName(name: string): string {
     parts.push(p);
   }
   return parts.join('/');
+}
+
+/** A tar entry's header fields the rules look at (tar-stream's names; common/tarreader.ts's too). */
+export interface EntryHeader {
+  name: string;
+  type?: string | null;
+  linkname?: string | null;
+  devmajor?: number | null;
+  devminor?: number | null;
+}
+
+/** A directory an entry needs above it: missing, or a whiteout of this layer to replace. */
+export interface ParentDir {
+  rel: string;
+  wasWhiteout: boolean;
+}
+
+/**
+ * What one entry does to the layer by the rules above, decided from what the layer holds so far
+ * (`kindOf`); an unsafe entry throws. `parents` are made directories first, outermost first. The
+ * extractor applies it on disk, the build context's index (engine/build/context.ts) in memory.
+ */
+export type EntryAction = { parents: ParentDir[] } & (
+  | { op: 'skip' }
+  /** `.wh..wh..opq`: `dir` hides the lower layers' content. */
+  | { op: 'opaque'; dir: string }
+  /** `.wh.<name>`: `rel` of the lower layers is hidden. */
+  | { op: 'whiteout'; rel: string }
+  /** An overlayfs whiteout (a 0/0 character device) at `rel` itself. */
+  | { op: 'device-whiteout'; rel: string }
+  | { op: 'dir' | 'file' | 'fifo'; rel: string }
+  | { op: 'symlink'; rel: string; link: string }
+  | { op: 'link'; rel: string; target: string; targetKind: NodeKind }
+);
+
+export function entryAction(h: EntryHeader, kindOf: (rel: string) => NodeKind | undefined): EntryAction {
+  const name = h.name;
+  const rel = cleanEntryName(name);
+  if (rel === '') return { op: 'skip', parents: [] }; // the root: its attributes are the container's
+  const parts = rel.split('/');
+  const base = parts[parts.length - 1];
+  const dir = parts.slice(0, -1).join('/');
+  // AUFS metadata (.wh..wh.plnk, .wh..wh.aufs, ...) and anything inside it
+  if (base !== OPAQUE && parts.some((p) => p.startsWith(WHITEOUT_META_PREFIX)))
+    return { op: 'skip', parents: [] };
+  if (base !== OPAQUE)
+    for (const p of parts.slice(0, -1))
+      if (p.startsWith(WHITEOUT_PREFIX)) throw entryError(name, 'a whiteout cannot be a directory');
+  const parents = parentDirs(parts, name, kindOf);
+  if (base === OPAQUE) return { op: 'opaque', dir, parents };
+  if (base.startsWith(WHITEOUT_PREFIX)) {
+    const victim = base.slice(WHITEOUT_PREFIX.length);
+    if (victim === '' || victim === '.' || victim === '..') throw entryError(name, 'invalid whiteout');
+    return { op: 'whiteout', rel: dir ? `${dir}/${victim}` : victim, parents };
+  }
+  const type = h.type ?? 'file';
+  switch (type) {
+    case 'directory':
+      return { op: 'dir', rel, parents };
+    case 'file':
+    case 'contiguous-file':
+      return { op: 'file', rel, parents };
+    case 'symlink':
+      return { op: 'symlink', rel, link: checkSymlinkTarget(name, dir, h.linkname ?? undefined), parents };
+    case 'link': {
+      const target = cleanEntryName(h.linkname ?? '');
+      if (target === '') throw entryError(name, 'hardlink without a target');
+      if (target === rel) throw entryError(name, 'hardlink to itself');
+      // The parents about to be made count as the directories they will be.
+      const kind = parents.some((p) => p.rel === target) ? 'dir' : kindOf(target);
+      const via = kind === undefined ? symlinkAncestor(target, kindOf) : undefined;
+      if (via)
+        throw entryError(name, `hardlink target ${JSON.stringify(h.linkname)} is behind symlink ${via}`);
+      if (kind === undefined || kind === 'whiteout')
+        throw entryError(name, `hardlink target ${JSON.stringify(h.linkname)} is not in the layer`);
+      if (kind === 'dir') throw entryError(name, 'hardlink to a directory');
+      return { op: 'link', rel, target, targetKind: kind, parents };
+    }
+    case 'character-device':
+      if ((h.devmajor ?? 0) === 0 && (h.devminor ?? 0) === 0) return { op: 'device-whiteout', rel, parents };
+      throw entryError(name, 'device nodes are not allowed in layers');
+    case 'block-device':
+      throw entryError(name, 'device nodes are not allowed in layers');
+    case 'fifo':
+      return { op: 'fifo', rel, parents };
+    default:
+      throw entryError(name, `unsupported entry type ${type}`);
+  }
+}
+
+/** The ancestors of an entry to make directories: every one must be a directory of this layer. */
+function parentDirs(
+  parts: string[],
+  name: string,
+  kindOf: (rel: string) => NodeKind | undefined,
+): ParentDir[] {
+  const out: ParentDir[] = [];
+  let cur = '';
+  for (let i = 0; i < parts.length - 1; i++) {
+    cur = cur ? `${cur}/${parts[i]}` : parts[i];
+    // Below a directory made here, nothing exists yet.
+    const kind = out.length ? undefined : kindOf(cur);
+    if (kind === 'dir') continue;
+    if (kind === 'symlink') throw entryError(name, `parent ${cur} is a symlink`);
+    if (kind !== undefined && kind !== 'whiteout') throw entryError(name, `parent ${cur} is not a directory`);
+    out.push({ rel: cur, wasWhiteout: kind === 'whiteout' });
+  }
+  return out;
+}
+
+function symlinkAncestor(rel: string, kindOf: (rel: string) => NodeKind | undefined): string | undefined {
+  const parts = rel.split('/');
+  for (let i = 1; i < parts.length; i++) {
+    const p = parts.slice(0, i).join('/');
+    if (kindOf(p) === 'symlink') return p;
+  }
+  return undefined;
 }
 
 /**
@@ -151,116 +268,86 @@ class Extractor {
   }
 
   private async unpack(h: Header, stream: Readable): Promise<void> {
-    const name = h.name;
-    const rel = cleanEntryName(name);
-    const type: string = h.type ?? 'file';
-    if (type !== 'file' && type !== 'contiguous-file') stream.resume();
-    if (rel === '') {
-      stream.resume();
-      return; // the root itself: its attributes come from the container's upper layer
-    }
-    const parts = rel.split('/');
-    const base = parts[parts.length - 1];
-    const dir = parts.slice(0, -1).join('/');
-    if (base === OPAQUE) {
-      stream.resume();
-      this.ensureParents(parts, name);
-      native.lsetxattr(this.abs(dir), OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
-      return;
-    }
-    if (parts.some((p) => p.startsWith(WHITEOUT_META_PREFIX))) {
-      stream.resume();
-      return; // AUFS metadata (.wh..wh.plnk, .wh..wh.aufs, ...) and anything inside it
-    }
-    for (const p of parts.slice(0, -1))
-      if (p.startsWith(WHITEOUT_PREFIX)) throw entryError(name, 'a whiteout cannot be a directory');
-    if (base.startsWith(WHITEOUT_PREFIX)) {
-      stream.resume();
-      const victim = base.slice(WHITEOUT_PREFIX.length);
-      if (victim === '' || victim === '.' || victim === '..') throw entryError(name, 'invalid whiteout');
-      this.ensureParents(parts, name);
-      this.whiteout(dir ? `${dir}/${victim}` : victim);
-      return;
-    }
-
-    this.ensureParents(parts, name);
-    const p = this.abs(rel);
-    switch (type) {
-      case 'directory': {
-        const was = this.nodes.get(rel);
+    const a = entryAction(h, (rel) => this.nodes.get(rel));
+    if (a.op !== 'file') stream.resume();
+    this.makeParents(a.parents, h.name);
+    switch (a.op) {
+      case 'skip':
+        return;
+      case 'opaque':
+        native.lsetxattr(this.abs(a.dir), OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
+        return;
+      case 'whiteout':
+        this.whiteout(a.rel);
+        return;
+      case 'dir': {
+        const p = this.abs(a.rel);
+        const was = this.nodes.get(a.rel);
         if (was !== 'dir') {
-          this.clear(rel);
+          this.clear(a.rel);
           fs.mkdirSync(p, 0o755);
-          this.nodes.set(rel, 'dir');
+          this.nodes.set(a.rel, 'dir');
           // A directory where a whiteout was: the lower one is deleted, so none of it may show through.
           if (was === 'whiteout') native.lsetxattr(p, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
         }
         this.setAttributes(p, h, 'dir');
-        this.dirTimes.set(rel, entryMtime(h));
+        this.dirTimes.set(a.rel, entryMtime(h));
         return;
       }
       case 'file':
-      case 'contiguous-file':
-        this.clear(rel);
-        await this.writeFile(p, h, stream);
-        this.nodes.set(rel, 'file');
+        this.clear(a.rel);
+        await this.writeFile(this.abs(a.rel), h, stream);
+        this.nodes.set(a.rel, 'file');
         this.size += h.size ?? 0;
         return;
       case 'symlink': {
-        const link = checkSymlinkTarget(name, dir, h.linkname);
-        this.clear(rel);
-        fs.symlinkSync(link, p);
-        this.nodes.set(rel, 'symlink');
+        const p = this.abs(a.rel);
+        this.clear(a.rel);
+        fs.symlinkSync(a.link, p);
+        this.nodes.set(a.rel, 'symlink');
         this.setAttributes(p, h, 'symlink');
         return;
       }
       case 'link':
-        this.hardlink(rel, h);
-        return; // a hardlink shares its target's attributes
-      case 'character-device':
-        if ((h.devmajor ?? 0) === 0 && (h.devminor ?? 0) === 0) {
-          // An overlayfs-format whiteout names the path itself, so it replaces what this layer put there.
-          this.clear(rel);
-          this.makeWhiteout(rel);
-          return;
-        }
-        throw entryError(name, 'device nodes are not allowed in layers');
-      case 'block-device':
-        throw entryError(name, 'device nodes are not allowed in layers');
-      case 'fifo':
-        this.clear(rel);
+        // A hardlink shares its target's attributes.
+        this.clear(a.rel);
+        // link(2) does not follow a symlink target, and the target's parents are directories we made.
+        fs.linkSync(this.abs(a.target), this.abs(a.rel));
+        this.nodes.set(a.rel, a.targetKind);
+        return;
+      case 'device-whiteout':
+        // An overlayfs-format whiteout names the path itself, so it replaces what this layer put there.
+        this.clear(a.rel);
+        this.makeWhiteout(a.rel);
+        return;
+      case 'fifo': {
+        const p = this.abs(a.rel);
+        this.clear(a.rel);
         native.mknod(p, S_IFIFO | 0o600, 0, 0);
-        this.nodes.set(rel, 'fifo');
+        this.nodes.set(a.rel, 'fifo');
         this.setAttributes(p, h, 'fifo');
         return;
-      default:
-        throw entryError(name, `unsupported entry type ${type}`);
+      }
     }
   }
 
   /**
-   * Makes every ancestor of the entry a real directory of this layer, creating missing ones. A parent
-   * that is a whiteout becomes an opaque directory (the lower one was deleted, then made anew).
+   * Makes the entry's missing ancestors real directories of this layer. One that was a whiteout
+   * becomes an opaque directory (the lower one was deleted, then made anew).
    */
-  private ensureParents(parts: string[], name: string): void {
-    let cur = '';
-    for (let i = 0; i < parts.length - 1; i++) {
-      cur = cur ? `${cur}/${parts[i]}` : parts[i];
-      const kind = this.nodes.get(cur);
-      if (kind === 'dir') continue;
-      if (kind === 'symlink') throw entryError(name, `parent ${cur} is a symlink`);
-      if (kind === 'whiteout') this.clear(cur);
-      else if (kind !== undefined) throw entryError(name, `parent ${cur} is not a directory`);
-      const p = this.abs(cur);
+  private makeParents(parents: ParentDir[], name: string): void {
+    for (const { rel, wasWhiteout } of parents) {
+      if (wasWhiteout) this.clear(rel);
+      const p = this.abs(rel);
       try {
         fs.mkdirSync(p, 0o755);
       } catch (err) {
         // Only we write here, so this would be a bug of ours; never trust a name we did not make.
         if (errnoCode(err) !== 'EEXIST' || !fs.lstatSync(p).isDirectory())
-          throw entryError(name, `parent ${cur} is not a directory`);
+          throw entryError(name, `parent ${rel} is not a directory`);
       }
-      if (kind === 'whiteout') native.lsetxattr(p, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
-      this.nodes.set(cur, 'dir');
+      if (wasWhiteout) native.lsetxattr(p, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
+      this.nodes.set(rel, 'dir');
     }
   }
 
@@ -289,32 +376,6 @@ class Extractor {
   private makeWhiteout(rel: string): void {
     native.mknod(this.abs(rel), S_IFCHR, 0, 0);
     this.nodes.set(rel, 'whiteout');
-  }
-
-  private hardlink(rel: string, h: Header): void {
-    const targetRel = cleanEntryName(h.linkname ?? '');
-    if (targetRel === '') throw entryError(h.name, 'hardlink without a target');
-    if (targetRel === rel) throw entryError(h.name, 'hardlink to itself');
-    const kind = this.nodes.get(targetRel);
-    const via = kind === undefined ? this.symlinkAncestor(targetRel) : undefined;
-    if (via)
-      throw entryError(h.name, `hardlink target ${JSON.stringify(h.linkname)} is behind symlink ${via}`);
-    if (kind === undefined || kind === 'whiteout')
-      throw entryError(h.name, `hardlink target ${JSON.stringify(h.linkname)} is not in the layer`);
-    if (kind === 'dir') throw entryError(h.name, 'hardlink to a directory');
-    this.clear(rel);
-    // link(2) does not follow a symlink target, and the target's parents are directories we made.
-    fs.linkSync(this.abs(targetRel), this.abs(rel));
-    this.nodes.set(rel, kind);
-  }
-
-  private symlinkAncestor(rel: string): string | undefined {
-    const parts = rel.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const p = parts.slice(0, i).join('/');
-      if (this.nodes.get(p) === 'symlink') return p;
-    }
-    return undefined;
   }
 
   private async writeFile(p: string, h: Header, stream: Readable): Promise<void> {

@@ -9,7 +9,8 @@
  * context's size: past the limit the bytes go to the file, and only small files are kept in the
  * index, up to a fixed budget (enough for the Dockerfile).
  *
- * The index applies the layer extractor's rules (src/common/safetar.ts) as entries arrive: no name
+ * The index applies the layer extractor's rules (src/common/safetar.ts entryAction, the very code the
+ * extractor decides with) as entries arrive: no name
  * above the root, no entry through a symlink, no relative symlink climbing out, hardlinks only to
  * files already seen, no devices; an unsafe context is refused before any step runs, cached or not.
  */
@@ -20,7 +21,7 @@ import { finished, PassThrough, pipeline, type Readable } from 'node:stream';
 import { decompressStream, detectCompression } from '../../common/decompress.js';
 import { BerthError, invalidArgument, notFound } from '../../common/errors.js';
 import { resolveWithin } from '../../common/rootpath.js';
-import { checkSymlinkTarget, cleanEntryName, entryError, extractLayer } from '../../common/safetar.js';
+import { entryAction, extractLayer, type NodeKind } from '../../common/safetar.js';
 import { type TarEntryContent, type TarHeader, TarReader } from '../../common/tarreader.js';
 import { cleanSourcePath, globToRegExp } from './copy.js';
 import { Spool } from './spool.js';
@@ -37,9 +38,6 @@ const MEMORY_BUDGET = 8 * 1024 * 1024;
 /** Contexts up to this size stay in memory; bigger ones are spooled to a file. */
 const MEMORY_SPOOL = 32 * 1024 * 1024;
 const MAX_DOCKERFILE = 10 * 1024 * 1024;
-const WHITEOUT_PREFIX = '.wh.';
-const WHITEOUT_META_PREFIX = '.wh..wh.';
-const OPAQUE = '.wh..wh..opq';
 
 /** A node of the context as the layer extractor would leave it on disk. */
 export interface ContextEntry {
@@ -66,6 +64,23 @@ export interface ContextSource {
 const isDir = (e: ContextEntry) => (e.mode & 0o170000) === S_IFDIR;
 const isLink = (e: ContextEntry) => (e.mode & 0o170000) === S_IFLNK;
 const isFile = (e: ContextEntry) => (e.mode & 0o170000) === S_IFREG;
+
+/** What the extractor would have made for an entry of the index. */
+function kindOf(e: ContextEntry | undefined): NodeKind | undefined {
+  if (!e) return undefined;
+  switch (e.mode & 0o170000) {
+    case S_IFDIR:
+      return 'dir';
+    case S_IFLNK:
+      return 'symlink';
+    case S_IFREG:
+      return 'file';
+    case S_IFIFO:
+      return 'fifo';
+    default:
+      return 'whiteout';
+  }
+}
 
 export class BuildContext {
   /** '' is the root (the extractor's target directory, mode 0700). */
@@ -196,98 +211,54 @@ export class BuildContext {
 
   // --- building the index, entry by entry (the layer extractor's rules) ---
 
-  /** Adds one tar entry; a regular file's content is hashed as it streams by, into the sink returned. */
+  /**
+   * Adds one tar entry by the layer extractor's rules (safetar.ts entryAction); a regular file's
+   * content is hashed as it streams by, into the sink returned.
+   */
   add(h: TarHeader): TarEntryContent | undefined {
-    const name = h.name;
-    const rel = cleanEntryName(name);
-    if (rel === '') return undefined;
-    const type = h.type ?? 'file';
-    const parts = rel.split('/');
-    const base = parts[parts.length - 1];
-    const dir = parts.slice(0, -1).join('/');
-    if (base === OPAQUE) {
-      this.ensureParents(parts, name);
-      return undefined;
-    }
-    if (parts.some((p) => p.startsWith(WHITEOUT_META_PREFIX))) return undefined;
-    for (const p of parts.slice(0, -1))
-      if (p.startsWith(WHITEOUT_PREFIX)) throw entryError(name, 'a whiteout cannot be a directory');
-    if (base.startsWith(WHITEOUT_PREFIX)) {
-      const victim = base.slice(WHITEOUT_PREFIX.length);
-      if (victim === '' || victim === '.' || victim === '..') throw entryError(name, 'invalid whiteout');
-      this.ensureParents(parts, name);
-      const v = dir ? `${dir}/${victim}` : victim;
-      if (!this.entries.has(v)) this.entries.set(v, { mode: S_IFCHR, size: 0 });
-      return undefined;
-    }
-    this.ensureParents(parts, name);
+    const a = entryAction(h, (rel) => kindOf(this.entries.get(rel)));
+    for (const p of a.parents) this.entries.set(p.rel, { mode: S_IFDIR | 0o755, size: 0 });
     const perm = (h.mode ?? 0o644) & 0o7777;
-    switch (type) {
-      case 'directory': {
-        const was = this.entries.get(rel);
-        if (!was || !isDir(was)) this.clear(rel);
-        this.entries.set(rel, { mode: S_IFDIR | perm, size: 0 });
+    switch (a.op) {
+      case 'skip':
+      case 'opaque':
+        return undefined;
+      case 'whiteout':
+        if (!this.entries.has(a.rel)) this.entries.set(a.rel, { mode: S_IFCHR, size: 0 });
+        return undefined;
+      case 'dir': {
+        const was = this.entries.get(a.rel);
+        if (!was || !isDir(was)) this.clear(a.rel);
+        this.entries.set(a.rel, { mode: S_IFDIR | perm, size: 0 });
         return undefined;
       }
-      case 'file':
-      case 'contiguous-file': {
-        this.clear(rel);
+      case 'file': {
+        this.clear(a.rel);
         const size = h.size;
         const keep = size <= SMALL_FILE && size <= this.budget;
         if (keep) this.budget -= size;
         return new FileDigest(keep, (digest, data) =>
-          this.entries.set(rel, { mode: S_IFREG | perm, size, digest, ...(data ? { data } : {}) }),
+          this.entries.set(a.rel, { mode: S_IFREG | perm, size, digest, ...(data ? { data } : {}) }),
         );
       }
-      case 'symlink': {
-        const link = checkSymlinkTarget(name, dir, h.linkname ?? undefined);
-        this.clear(rel);
-        this.entries.set(rel, { mode: S_IFLNK | 0o777, size: link.length, link });
+      case 'symlink':
+        this.clear(a.rel);
+        this.entries.set(a.rel, { mode: S_IFLNK | 0o777, size: a.link.length, link: a.link });
         return undefined;
-      }
       case 'link': {
-        const targetRel = cleanEntryName(h.linkname ?? '');
-        if (targetRel === '') throw entryError(name, 'hardlink without a target');
-        if (targetRel === rel) throw entryError(name, 'hardlink to itself');
-        const target = this.entries.get(targetRel);
-        if (!target) {
-          const via = this.symlinkAncestor(targetRel);
-          if (via) throw entryError(name, `hardlink target ${JSON.stringify(h.linkname)} is behind symlink ${via}`);
-        }
-        if (!target || target.mode === S_IFCHR)
-          throw entryError(name, `hardlink target ${JSON.stringify(h.linkname)} is not in the layer`);
-        if (isDir(target)) throw entryError(name, 'hardlink to a directory');
-        this.clear(rel);
-        this.entries.set(rel, target);
+        const target = this.entries.get(a.target)!;
+        this.clear(a.rel);
+        this.entries.set(a.rel, target);
         return undefined;
       }
-      case 'character-device':
-        if ((h.devmajor ?? 0) === 0 && (h.devminor ?? 0) === 0) {
-          this.clear(rel);
-          this.entries.set(rel, { mode: S_IFCHR, size: 0 });
-          return undefined;
-        }
-        throw entryError(name, 'device nodes are not allowed in layers');
-      case 'block-device':
-        throw entryError(name, 'device nodes are not allowed in layers');
-      case 'fifo':
-        this.clear(rel);
-        this.entries.set(rel, { mode: S_IFIFO | perm, size: 0 });
+      case 'device-whiteout':
+        this.clear(a.rel);
+        this.entries.set(a.rel, { mode: S_IFCHR, size: 0 });
         return undefined;
-      default:
-        throw entryError(name, `unsupported entry type ${String(type)}`);
-    }
-  }
-
-  private ensureParents(parts: string[], name: string): void {
-    let cur = '';
-    for (let i = 0; i < parts.length - 1; i++) {
-      cur = cur ? `${cur}/${parts[i]}` : parts[i];
-      const e = this.entries.get(cur);
-      if (e && isDir(e)) continue;
-      if (e && isLink(e)) throw entryError(name, `parent ${cur} is a symlink`);
-      if (e && e.mode !== S_IFCHR) throw entryError(name, `parent ${cur} is not a directory`);
-      this.entries.set(cur, { mode: S_IFDIR | 0o755, size: 0 });
+      case 'fifo':
+        this.clear(a.rel);
+        this.entries.set(a.rel, { mode: S_IFIFO | perm, size: 0 });
+        return undefined;
     }
   }
 
@@ -299,16 +270,6 @@ export class BuildContext {
       for (const k of this.entries.keys()) if (k.startsWith(prefix)) this.entries.delete(k);
     }
     this.entries.delete(rel);
-  }
-
-  private symlinkAncestor(rel: string): string | undefined {
-    const parts = rel.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const p = parts.slice(0, i).join('/');
-      const e = this.entries.get(p);
-      if (e && isLink(e)) return p;
-    }
-    return undefined;
   }
 }
 
