@@ -2,10 +2,11 @@
  * berth-exec: starts one process inside a running container, the way `runc exec` does for a
  * streamed, non-TTY exec, but without runc's two Go runtime start-ups (~90 ms of its ~95 ms here).
  *
- * The daemon spawns it with the process's stdio on fds 0-2 and a socketpair on fd 3. On fd 3 it
- * reads the settings as NUL-terminated key/value strings up to EOF (see parse_config), and writes
- * back one line: "ok <host pid>\n" once the process runs, or "error <message>\n". It then waits for
- * the process and exits with its exit status, 128+N if signal N ended it.
+ * The daemon spawns it with the process's stdio on fds 0-2, a pipe of settings on fd 3 and a pipe for
+ * its answers on fd 4. From fd 3 it reads the settings as NUL-terminated key/value strings up to EOF
+ * (see parse_config); on fd 4 it writes "ok <host pid>\n" once the process runs, or
+ * "error <message>\n". It then waits for the process, writes "exit <code>\n" (128+N if signal N
+ * ended it) and exits with that code.
  *
  * What a container process gets, as runc gives it: the container's cgroups (written by this
  * parent before the child goes on), its namespaces, the bounding/effective/permitted/inheritable/
@@ -40,7 +41,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CONTROL_FD 3
+#define SETTINGS_FD 3
+#define STATUS_FD 4
 #define MAX_CONFIG (16 << 20)
 
 struct list {
@@ -68,7 +70,7 @@ static void die(const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  dprintf(CONTROL_FD, "error %s\n", msg);
+  dprintf(STATUS_FD, "error %s\n", msg);
   _exit(127);
 }
 
@@ -108,7 +110,7 @@ static void parse_config(struct config *c) {
       buf = realloc(buf, cap);
       if (!buf) die("out of memory");
     }
-    ssize_t n = read(CONTROL_FD, buf + len, cap - len);
+    ssize_t n = read(SETTINGS_FD, buf + len, cap - len);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) die("reading exec settings: %s", errstr(errno));
     if (n == 0) break;
@@ -510,14 +512,14 @@ int main(void) {
     msg[n] = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    dprintf(CONTROL_FD, "error %s\n", msg);
+    dprintf(STATUS_FD, "error %s\n", msg);
     return 127;
   }
-  dprintf(CONTROL_FD, "ok %d\n", pid);
-  close(CONTROL_FD);
+  dprintf(STATUS_FD, "ok %d\n", pid);
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return 255;
   }
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return WEXITSTATUS(status);
+  int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+  dprintf(STATUS_FD, "exit %d\n", code);
+  return code;
 }

@@ -56,7 +56,11 @@ export function runcExec(
     // its own process group, like conmon: a signal to the daemon's group is not the exec's
     { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], cwd: execDir, detached: true },
   );
-  const attach = new PipeAttach(child);
+  const attach = new PipeAttach({
+    stdin: child.stdin ?? undefined,
+    stdout: child.stdout!,
+    stderr: child.stderr!,
+  });
   const exitCode = new Promise<number>((resolve) => {
     child.once('exit', (code, signal) => resolve(code ?? 128 + signalNumber(signal)));
     child.once('error', () => resolve(-1));
@@ -139,7 +143,14 @@ export function signalNumber(signal: NodeJS.Signals | null): number {
   return (signal && os.constants.signals[signal]) || 9;
 }
 
-/** runc's stdio pipes as an AttachConnection; output is held until the process is known to run. */
+/** A process's stdio pipes, ours to read and write. */
+export interface ProcessPipes {
+  stdin?: NodeJS.WritableStream & { destroy(): void; destroyed: boolean; writableEnded: boolean };
+  stdout: NodeJS.ReadableStream & { destroy(): void };
+  stderr: NodeJS.ReadableStream & { destroy(): void };
+}
+
+/** A process's stdio pipes as an AttachConnection; output is held until the process is known to run. */
 export class PipeAttach implements AttachConnection {
   private dataCb?: (stream: OutputStream, data: Buffer) => void;
   private endCbs: (() => void)[] = [];
@@ -149,7 +160,7 @@ export class PipeAttach implements AttachConnection {
   private heldCb?: () => void;
   private discarded = false;
 
-  constructor(private readonly child: ChildProcess) {
+  constructor(private readonly child: ProcessPipes) {
     const wire = (s: NodeJS.ReadableStream, name: OutputStream) => {
       s.on('data', (d: Buffer) => {
         if (this.discarded) return;
@@ -165,8 +176,8 @@ export class PipeAttach implements AttachConnection {
       s.once('end', done);
       s.once('error', () => undefined);
     };
-    wire(child.stdout!, 'stdout');
-    wire(child.stderr!, 'stderr');
+    wire(child.stdout, 'stdout');
+    wire(child.stderr, 'stderr');
     child.stdin?.on('error', () => undefined);
   }
 
