@@ -9,10 +9,10 @@
  * context's size: past the limit the bytes go to the file, and only small files are kept in the
  * index, up to a fixed budget (enough for the Dockerfile).
  *
- * The index applies the layer extractor's rules (src/common/safetar.ts entryAction, the very code the
- * extractor decides with) as entries arrive: no name
- * above the root, no entry through a symlink, no relative symlink climbing out, hardlinks only to
- * files already seen, no devices; an unsafe context is refused before any step runs, cached or not.
+ * The index applies the layer extractor's rules as entries arrive (src/common/safetar.ts entryAction,
+ * the very code the extractor decides with): no name above the root, no entry through a symlink, no
+ * relative symlink climbing out, hardlinks only to files already seen, no devices; an unsafe context
+ * is refused before any step runs, cached or not.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
