@@ -305,6 +305,8 @@ export async function receiveContext(
   dir: string,
   memoryLimit = MEMORY_SPOOL,
 ): Promise<BuildContext> {
+  // Errors of the body are taken from finished() wherever it is read; none may go unheard between.
+  body.on('error', () => undefined);
   await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
   const { head, compressed } = await readHead(body);
   const reader = new ContextReader(dir, memoryLimit);
