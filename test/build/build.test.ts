@@ -394,6 +394,30 @@ test('a huge context streams with bounded daemon memory', async () => {
   assert.ok(grew < 150 * 1024 * 1024, `daemon peak memory grew by ${grew} bytes for a ${size}-byte context`);
 });
 
+test('a context refused early in a long body is answered with the error, not a connection reset', async () => {
+  const pack = tar.pack();
+  pack.entry({ name: 'Dockerfile' }, `FROM ${BB}\n`);
+  pack.entry({ name: 'out', type: 'symlink', linkname: '../../etc' });
+  pack.entry({ name: 'big.bin' }, Buffer.alloc(20 * 1024 * 1024, 1));
+  pack.finalize();
+  // The daemon may close the connection once it has answered: the rest of the body is not sent then.
+  pack.on('error', () => undefined);
+  const res = await new Promise<{ code: number; body: string }>((resolve, reject) => {
+    const req = http.request(
+      { socketPath: d.socket, path: '/build?t=refused', method: 'POST', headers: { 'Content-Type': 'application/x-tar' } },
+      (resp) => {
+        let body = '';
+        resp.on('data', (c: Buffer) => (body += c.toString()));
+        resp.on('end', () => resolve({ code: resp.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    (pack as unknown as NodeJS.ReadableStream).pipe(req);
+  });
+  assert.equal(res.code, 400);
+  assert.match(JSON.parse(res.body).message, /invalid tar entry "out": symlink target "..\/..\/etc" escapes/);
+});
+
 test('the cache survives a daemon restart; builder prune empties it', async () => {
   const ctx = makeContext({ 'f.txt': 'f\n', Dockerfile: `FROM ${BB}\nCOPY f.txt /\nRUN echo ran\n` });
   const first = await berth(d, ['build', '-t', 'persist', ctx]);

@@ -373,10 +373,6 @@ class ContextReader {
           failed = true;
           source.off('data', onData);
           stop();
-          // The rest of the body is read and dropped, so the client gets the error as an answer
-          // rather than a connection reset.
-          source.on('error', () => undefined);
-          source.resume();
           reject(err);
         };
         const onData = (c: Buffer) => {
@@ -402,6 +398,10 @@ class ContextReader {
       });
       await this.end();
     } catch (err) {
+      // The rest of the body is read and dropped, so the client gets the error as an answer rather
+      // than a connection reset.
+      source.on('error', () => undefined);
+      source.resume();
       await this.spool?.close();
       if (this.mode !== 'tar' || err instanceof BerthError || !(err instanceof Error) || (err as NodeJS.ErrnoException).code)
         throw err;
