@@ -11,7 +11,7 @@
  * process would write to, so output is held back until the pid file shows the process started;
  * if runc exits without one, the held output is runc's error, not the process's.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
