@@ -4,7 +4,7 @@
  * docker-compose 1.29, each against every daemon of the run.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -18,6 +18,7 @@ export interface ComposeWorkload {
   setup?: (d: Daemon) => Promise<void>;
   once: (d: Daemon) => Promise<void>;
   after?: (d: Daemon) => Promise<void>;
+  teardown?: (d: Daemon) => Promise<void>;
   runs: number;
 }
 
@@ -79,6 +80,10 @@ export function composeWorkloads(
     return [];
   }
   const dir = projectDir();
+  process.once('exit', () => {
+    rmSync(path.dirname(dir), { recursive: true, force: true });
+    rmSync(path.dirname(redis), { recursive: true, force: true });
+  });
   const berthCompose = (d: Daemon, args: string[]) =>
     run(
       process.execPath,
@@ -142,6 +147,8 @@ export function composeWorkloads(
         once: async (d) => exec(d, ['down']),
         // `after` runs after each measured down: bring the project back for the next one.
         after: async (d) => exec(d, ['up', '-d']),
+        // and down at the end: its networks (bridges) must not outlive the daemon
+        teardown: async (d) => exec(d, ['down']),
         runs: 5,
       },
     );

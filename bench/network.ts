@@ -175,8 +175,9 @@ export function makeDockerBridge(): void {
 }
 
 /**
- * Removes what dockerd's iptables=true left (its DOCKER* chains and the jumps to them) and the
- * bench bridges, unless DOCKER chains existed before the bench (a real Docker owns them then).
+ * Removes what dockerd's iptables=true left (its DOCKER* chains, the jumps to them, the rules for its
+ * bridge) and the bench bridges, unless DOCKER chains existed before the bench (a real Docker owns
+ * them then).
  */
 export function cleanupNetworking(dockerChainsBefore: boolean): void {
   spawnSync('ip', ['link', 'del', DOCKER_BENCH_BRIDGE.name]);
@@ -184,6 +185,12 @@ export function cleanupNetworking(dockerChainsBefore: boolean): void {
   if (dockerChainsBefore) return;
   for (const table of ['filter', 'nat']) {
     const rules = spawnSync('iptables', ['-w', '-t', table, '-S'], { encoding: 'utf8' }).stdout.split('\n');
+    // dockerd also writes its bridge's MASQUERADE and FORWARD rules straight into the built-in chains
+    const own = new RegExp(`^-A (FORWARD|POSTROUTING) (.* ${DOCKER_BENCH_BRIDGE.name}( .*)?)$`);
+    for (const r of rules) {
+      const m = own.exec(r);
+      if (m) spawnSync('sh', ['-c', `iptables -w -t ${table} -D ${m[1]} ${m[2]}`]);
+    }
     for (const r of rules) {
       const m = /^-A (\S+) (.*-j DOCKER\S*.*)$/.exec(r);
       if (m && !m[1].startsWith('DOCKER'))
