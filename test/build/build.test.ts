@@ -353,6 +353,23 @@ test('bad input: parse errors with line numbers, missing and escaping sources, u
   assert.equal(await containerCount(d), before, 'no build container is left behind');
 });
 
+
+/** POST /build?t=<tag> with a tar stream as the body; the status and the whole answer. */
+function postBuild(tag: string, context: tar.Pack): Promise<{ code: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { socketPath: d.socket, path: `/build?t=${tag}`, method: 'POST', headers: { 'Content-Type': 'application/x-tar' } },
+      (resp) => {
+        let body = '';
+        resp.on('data', (c: Buffer) => (body += c.toString()));
+        resp.on('end', () => resolve({ code: resp.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    (context as unknown as NodeJS.ReadableStream).pipe(req);
+  });
+}
+
 test('a huge context streams with bounded daemon memory', async () => {
   const hwm = (): number => {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${d.proc.pid}/status`, 'utf8'));
@@ -371,23 +388,7 @@ test('a huge context streams with bounded daemon memory', async () => {
     big.end();
     pack.finalize();
   })();
-  const res = await new Promise<{ code: number; body: string }>((resolve, reject) => {
-    const req = http.request(
-      {
-        socketPath: d.socket,
-        path: '/build?t=huge',
-        method: 'POST',
-        headers: { 'Content-Type': 'application/x-tar' },
-      },
-      (resp) => {
-        let body = '';
-        resp.on('data', (c: Buffer) => (body += c.toString()));
-        resp.on('end', () => resolve({ code: resp.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    (pack as unknown as NodeJS.ReadableStream).pipe(req);
-  });
+  const res = await postBuild('huge', pack);
   assert.equal(res.code, 200);
   assert.match(res.body, /Successfully tagged huge:latest/);
   const grew = hwm() - start;
@@ -402,18 +403,7 @@ test('a context refused early in a long body is answered with the error, not a c
   pack.finalize();
   // The daemon may close the connection once it has answered: the rest of the body is not sent then.
   pack.on('error', () => undefined);
-  const res = await new Promise<{ code: number; body: string }>((resolve, reject) => {
-    const req = http.request(
-      { socketPath: d.socket, path: '/build?t=refused', method: 'POST', headers: { 'Content-Type': 'application/x-tar' } },
-      (resp) => {
-        let body = '';
-        resp.on('data', (c: Buffer) => (body += c.toString()));
-        resp.on('end', () => resolve({ code: resp.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    (pack as unknown as NodeJS.ReadableStream).pipe(req);
-  });
+  const res = await postBuild('refused', pack);
   assert.equal(res.code, 400);
   assert.match(JSON.parse(res.body).message, /invalid tar entry "out": symlink target "..\/..\/etc" escapes/);
 });

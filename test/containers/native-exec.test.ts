@@ -258,3 +258,65 @@ test('--oom-score-adj reaches the container, and an out-of-range value is a 400'
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /Invalid value 1001, range for oom score adj is \[-1000, 1000\]/);
 });
+
+test('what the helper cannot honour goes to runc; seccomp arguments are grouped as runc groups them', () => {
+  // the test process stands in for a container init: it has a start time and cgroups
+  const proc = {
+    user: { uid: 0, gid: 0 },
+    args: ['true'],
+    cwd: '/',
+    capabilities: { bounding: ['CAP_CHOWN'], effective: ['CAP_CHOWN'], permitted: ['CAP_CHOWN'] },
+  };
+  const settings = (p: object, seccomp?: object) =>
+    execSettings(process.pid, { ...proc, ...p } as never, seccomp as never)
+      ?.toString('latin1')
+      .split('\0');
+  const ok = settings({});
+  assert.ok(ok);
+  assert.equal(ok[ok.indexOf('cap.bounding') + 1], '1');
+  assert.equal(settings({ terminal: true }), undefined);
+  assert.equal(settings({ apparmorProfile: 'docker-default' }), undefined);
+  assert.equal(settings({ capabilities: { bounding: ['CAP_NO_SUCH'] } }), undefined);
+  assert.equal(settings({ rlimits: [{ type: 'RLIMIT_NO_SUCH', soft: 1, hard: 1 }] }), undefined);
+  const rule = (args: object[]) => ({
+    defaultAction: 'SCMP_ACT_ERRNO',
+    architectures: ['SCMP_ARCH_X86_64'],
+    syscalls: [{ names: ['clone'], action: 'SCMP_ACT_ALLOW', args }],
+  });
+  assert.equal(
+    settings({}, { ...rule([]), syscalls: [{ names: ['x'], action: 'SCMP_ACT_NOTIFY' }] }),
+    undefined,
+  );
+  assert.equal(settings({}, rule([{ index: 6, value: 1, op: 'SCMP_CMP_EQ' }])), undefined);
+  const rules = (s: string[] | undefined) => s!.filter((_, i) => s![i - 1] === 'seccomp.rule');
+  // conditions on different arguments: one rule (AND); two on one argument: one rule each (OR)
+  assert.deepEqual(
+    rules(
+      settings(
+        {},
+        rule([
+          { index: 0, value: 1, op: 'SCMP_CMP_EQ' },
+          { index: 1, value: 2, valueTwo: 3, op: 'SCMP_CMP_MASKED_EQ' },
+        ]),
+      ),
+    ),
+    ['allow 1 clone 0 eq 1 0 1 masked_eq 2 3'],
+  );
+  assert.deepEqual(
+    rules(
+      settings(
+        {},
+        rule([
+          { index: 0, value: 1, op: 'SCMP_CMP_EQ' },
+          { index: 0, value: 2, op: 'SCMP_CMP_EQ' },
+        ]),
+      ),
+    ),
+    ['allow 1 clone 0 eq 1 0', 'allow 1 clone 0 eq 2 0'],
+  );
+  // a rule that repeats the default action is left out (libseccomp refuses it)
+  assert.deepEqual(
+    rules(settings({}, { ...rule([]), syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO' }] })),
+    [],
+  );
+});

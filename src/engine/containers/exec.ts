@@ -12,7 +12,7 @@ import type { ExecProcess } from '../runtime/native-exec.js';
 import type { AttachConnection, OutputStream } from '../runtime/runtime.js';
 import type { OciSeccomp } from '../runtime/seccomp.js';
 import type { ContainerService } from './service.js';
-import { homeOf, resolveUser } from './user.js';
+import { resolveUser } from './user.js';
 
 export interface ExecConfig {
   AttachStdin: boolean;
@@ -120,7 +120,8 @@ export class ExecService {
     const envMap = new Map<string, string>();
     for (const kv of [...(base.env ?? []), ...e.config.Env]) envMap.set(kv.split('=')[0], kv);
     // as runc does: a process without HOME gets its user's home directory
-    if (!envMap.has('HOME')) envMap.set('HOME', `HOME=${(user ?? homeOf(rootfs, base.user.uid)).home}`);
+    if (!envMap.has('HOME'))
+      envMap.set('HOME', `HOME=${(user ?? resolveUser(rootfs, String(base.user.uid))).home}`);
     const tty = io.tty ?? e.config.Tty;
     const spec: ExecProcess = {
       ...base,

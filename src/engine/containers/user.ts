@@ -64,9 +64,3 @@ export function resolveUser(rootfs: string, spec: string, groupAdd: string[] = [
   for (const g of groupAdd) additional.add(groupId(g));
   return { uid, gid, additionalGids: [...additional], home };
 }
-
-/** The home directory of a numeric uid in the container's /etc/passwd ("/" if it has no entry). */
-export function homeOf(rootfs: string, uid: number): { home: string } {
-  const entry = readTable(rootfs, 'passwd').find((p) => p[2] === String(uid));
-  return { home: entry?.[5] || '/' };
-}

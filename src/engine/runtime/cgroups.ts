@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { parseMountinfo } from '../../common/mountinfo.js';
 
 const ROOT = '/sys/fs/cgroup';
 export const isCgroupV2 = (root = ROOT): boolean => existsSync(path.join(root, 'cgroup.controllers'));
@@ -173,25 +174,14 @@ interface CgroupMount {
 
 /** The cgroup mounts listed in a mountinfo text. */
 function parseCgroupMounts(mountinfo: string): CgroupMount[] {
-  const out: CgroupMount[] = [];
-  for (const line of mountinfo.split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const [fstype, , superOpts = ''] = line.slice(sep + 3).split(' ');
-    if (fstype !== 'cgroup' && fstype !== 'cgroup2') continue;
-    const f = line.slice(0, sep).split(' ');
-    out.push({
-      options: new Set(superOpts.split(',')),
-      version: fstype === 'cgroup2' ? 2 : 1,
-      root: unescapeMount(f[3]),
-      mountPoint: unescapeMount(f[4]),
-    });
-  }
-  return out;
-}
-
-function unescapeMount(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return parseMountinfo(mountinfo)
+    .filter((m) => m.fstype === 'cgroup' || m.fstype === 'cgroup2')
+    .map((m) => ({
+      options: new Set(m.superOptions),
+      version: m.fstype === 'cgroup2' ? 2 : 1,
+      root: m.root,
+      mountPoint: m.mountPoint,
+    }));
 }
 
 /**

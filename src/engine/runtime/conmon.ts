@@ -24,6 +24,7 @@ import type { AttachConnection, CreateOptions, OutputStream } from './runtime.js
 import { type ExecProcess, ExecHelper, execSettings, nativeExec } from './native-exec.js';
 import { type DetachedProcess, spawnDetached } from './detached.js';
 import { type DirectExec, runcExec } from './runc-exec.js';
+import { procStat } from './procstat.js';
 import type { OciSeccomp } from './seccomp.js';
 import type { OciSpec } from './spec.js';
 
@@ -201,10 +202,7 @@ export class ConmonRuntime {
       };
       const pid = state.init_process_pid;
       if (!pid || state.init_process_start === undefined) return false;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      // Fields after "(comm) ": state is field 3, starttime field 22.
-      const starttime = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-      if (starttime !== state.init_process_start) return false;
+      if (procStat(pid)?.starttime !== String(state.init_process_start)) return false;
       process.kill(pid, /^\d+$/.test(signal) ? Number(signal) : signal);
       return true;
     } catch {
@@ -473,12 +471,8 @@ async function* jsonLines(stream: NodeJS.ReadableStream): AsyncGenerator<unknown
 
 /** A process that exists and is not a zombie. */
 function processAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
-  } catch {
-    return false;
-  }
+  const stat = procStat(pid);
+  return stat !== undefined && stat.state !== 'Z';
 }
 
 /** conmon alive and really ours (pid reuse guard via its command line). */
@@ -486,9 +480,7 @@ export function conmonAlive(bundle: string): boolean {
   try {
     const pid = Number(readFileSync(path.join(bundle, 'conmon.pid'), 'utf8').trim());
     const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return cmd.split('\0')[0].endsWith('conmon') && cmd.includes(bundle) && state !== 'Z';
+    return cmd.split('\0')[0].endsWith('conmon') && cmd.includes(bundle) && processAlive(pid);
   } catch {
     return false;
   }

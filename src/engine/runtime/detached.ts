@@ -56,10 +56,11 @@ export function spawnDetached(
 }
 
 /**
- * The process was started by us, not by libuv, so libuv does not wait for it: polls until it has
- * exited (conmon's first process exits as soon as it has forked the monitor).
+ * A process started by us, not by libuv, is not waited for by libuv: polls until it has exited
+ * (conmon's first process exits as soon as it has forked the monitor; the exec helper once it has
+ * reported the exit code).
  */
-function collectExit(pid: number, reap: (pid: number) => number, delay = 5): void {
+export function collectExit(pid: number, reap: (pid: number) => number, delay = 5): void {
   try {
     if (reap(pid) >= 0) return;
   } catch {

@@ -12,16 +12,19 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../../common/native.js';
 import { cgroupProcsFiles } from './cgroups.js';
+import { collectExit } from './detached.js';
+import { procStat } from './procstat.js';
 import { RuntimeError } from './conmon.js';
 import { type DirectExec, PipeAttach, type ProcessPipes } from './runc-exec.js';
 import type { OciSeccomp } from './seccomp.js';
+import { ALL_CAPS } from './spec.js';
 
 /** The parts of an OCI process spec an exec carries. */
 export interface ExecProcess {
@@ -39,15 +42,6 @@ export interface ExecProcess {
   apparmorProfile?: string;
   selinuxLabel?: string;
 }
-
-const CAPABILITIES = [
-  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
-  'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
-  'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
-  'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
-  'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
-  'CHECKPOINT_RESTORE',
-]; // prettier-ignore
 
 const RLIMITS = [
   'CPU', 'FSIZE', 'DATA', 'STACK', 'CORE', 'RSS', 'NPROC', 'NOFILE', 'MEMLOCK', 'AS', 'LOCKS', 'SIGPENDING',
@@ -81,7 +75,7 @@ const RLIM_INFINITY = 18446744073709551615n;
 function capMask(names: string[] | undefined): string | undefined {
   let mask = 0n;
   for (const name of names ?? []) {
-    const n = CAPABILITIES.indexOf(name.replace(/^CAP_/, ''));
+    const n = ALL_CAPS.indexOf(name.startsWith('CAP_') ? name : `CAP_${name}`);
     if (n < 0) return undefined;
     mask |= 1n << BigInt(n);
   }
@@ -127,16 +121,6 @@ function seccompSettings(s: OciSeccomp): [string, string][] | undefined {
   return out;
 }
 
-/** Field 22 of /proc/<pid>/stat, the start time that tells a process from a later one with its pid. */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * The helper's settings (NUL-separated key/value strings) for running `proc` in the container whose
  * init is `initPid`; undefined when the helper cannot honour the spec exactly. `seccompCache` is a
@@ -149,7 +133,7 @@ export function execSettings(
   seccompCache?: string,
 ): Buffer | undefined {
   if (proc.terminal || proc.apparmorProfile || proc.selinuxLabel) return undefined;
-  const starttime = processStartTime(initPid);
+  const starttime = procStat(initPid)?.starttime;
   const cgroups = cgroupProcsFiles(initPid);
   if (!starttime || !cgroups) return undefined;
   const kv: [string, string][] = [
@@ -268,15 +252,6 @@ function startHelper(helper: string, stdin: boolean): HelperProcess {
     }
     throw err;
   }
-}
-
-function collectExit(pid: number, reap: (pid: number) => number, delay = 2): void {
-  try {
-    if (reap(pid) >= 0) return;
-  } catch {
-    return; // not ours any more (ECHILD)
-  }
-  setTimeout(() => collectExit(pid, reap, Math.min(delay * 2, 1000)), delay).unref();
 }
 
 /** An addon built before posix_spawn: child_process (libuv reaps it). */

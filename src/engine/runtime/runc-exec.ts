@@ -139,7 +139,7 @@ function runcError(logFile: string): string | undefined {
   return msg;
 }
 
-export function signalNumber(signal: NodeJS.Signals | null): number {
+function signalNumber(signal: NodeJS.Signals | null): number {
   return (signal && os.constants.signals[signal]) || 9;
 }
 

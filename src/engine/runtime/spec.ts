@@ -24,6 +24,7 @@ export const DEFAULT_CAPS = [
   'CAP_AUDIT_WRITE',
 ];
 
+/** Every capability, in the kernel's numbering (index = CAP_* number: the exec helper's masks rely on it). */
 export const ALL_CAPS = [
   'CAP_CHOWN',
   'CAP_DAC_OVERRIDE',

@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { readJsonIfExists, syncDir, writeJsonAtomic } from '../../common/atomic.js';
 import { errorMessage, internal, invalidArgument } from '../../common/errors.js';
 import { log } from '../../common/log.js';
+import { parseMountinfo } from '../../common/mountinfo.js';
 import { native, MNT_DETACH } from '../../common/native.js';
 import { LOCAL_DRIVER, type VolumeRecord } from './volumes.js';
 
@@ -174,11 +175,7 @@ export class LocalDriver {
 
 function mountPoints(): string[] {
   try {
-    return readFileSync('/proc/self/mountinfo', 'utf8')
-      .split('\n')
-      .map((l) => l.split(' ')[4])
-      .filter(Boolean)
-      .map((m) => m.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+    return parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).map((m) => m.mountPoint);
   } catch {
     return [];
   }
